@@ -1,0 +1,178 @@
+//! `fulfil.v1.OrderService`: the gRPC face of the order domain.
+
+use fulfil_proto::v1 as pb;
+use pb::order_service_server::OrderService;
+use tonic::{Request, Response, Status};
+
+use super::convert::{draft_from_proto, order_to_proto, state_from_proto};
+use super::{page_token, status::invalid_argument};
+use crate::order::{FieldViolation, OrderError, OrderId};
+use crate::storage::{ChangeState, Command, CreateOrder, Database, ListFilter};
+
+/// Orders listed per page when the client does not say.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Most orders listed per page; larger requests are clamped (AIP-158).
+pub const MAX_PAGE_SIZE: u64 = 500;
+const MAX_CANCEL_REASON_LEN: usize = 500;
+
+/// Serves `OrderService` from a [`Database`].
+#[derive(Debug, Clone)]
+pub struct OrderApi {
+    db: Database,
+}
+
+impl OrderApi {
+    /// A service over `db`.
+    pub fn new(db: Database) -> Self {
+        OrderApi { db }
+    }
+}
+
+/// Checks the `order_id` of a request that names an existing order.
+fn order_id_field(raw: &str) -> Result<String, Status> {
+    OrderId::parse(raw)
+        .map(|id| id.as_str().to_owned())
+        .map_err(|why| invalid_argument(&[FieldViolation::new("order_id", why)]))
+}
+
+fn expected_version(raw: i64) -> Result<Option<i64>, Status> {
+    match raw {
+        0 => Ok(None),
+        v if v > 0 => Ok(Some(v)),
+        _ => Err(invalid_argument(&[FieldViolation::new(
+            "expected_version",
+            "must not be negative",
+        )])),
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    #[tracing::instrument(skip_all, fields(order_id, customer_id = %request.get_ref().customer_id))]
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let new = draft_from_proto(request.into_inner())
+            .validate()
+            .map_err(OrderError::InvalidArgument)?;
+        let order = self.db.writer().submit(CreateOrder(new)).await?;
+        tracing::Span::current().record("order_id", order.order_id.as_str());
+        tracing::info!(version = order.version, "order created");
+        Ok(Response::new(order_to_proto(order)))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let order_id = order_id_field(&request.get_ref().order_id)?;
+        let order = self
+            .db
+            .get_order(&order_id)
+            .await
+            .map_err(OrderError::from)?
+            .ok_or(OrderError::NotFound(order_id))?;
+        Ok(Response::new(order_to_proto(order)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let mut states = Vec::new();
+        for (i, value) in request.states.iter().enumerate() {
+            match state_from_proto(*value) {
+                Some(state) => states.push(state),
+                None => violations.push(FieldViolation::new(
+                    format!("states[{i}]"),
+                    "is not a known order state",
+                )),
+            }
+        }
+        let filter = ListFilter {
+            customer_id: Some(request.customer_id).filter(|c| !c.is_empty()),
+            states,
+        };
+        let page_size = match u64::try_from(request.page_size) {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(n) => n.min(MAX_PAGE_SIZE),
+            Err(_) => {
+                violations.push(FieldViolation::new("page_size", "must not be negative"));
+                DEFAULT_PAGE_SIZE
+            }
+        };
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            match page_token::decode(&request.page_token, &filter) {
+                Ok(after) => Some(after),
+                Err(why) => {
+                    violations.push(FieldViolation::new("page_token", why));
+                    None
+                }
+            }
+        };
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+
+        let page = self
+            .db
+            .list_orders(&filter, after, page_size)
+            .await
+            .map_err(OrderError::from)?;
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: page.orders.into_iter().map(order_to_proto).collect(),
+            next_page_token: page
+                .next_after
+                .map(|after| page_token::encode(after, &filter))
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let request = request.into_inner();
+        let order_id = order_id_field(&request.order_id)?;
+        if request.reason.chars().count() > MAX_CANCEL_REASON_LEN {
+            return Err(invalid_argument(&[FieldViolation::new(
+                "reason",
+                format!("must be at most {MAX_CANCEL_REASON_LEN} characters"),
+            )]));
+        }
+        let change = ChangeState {
+            order_id,
+            expected_version: expected_version(request.expected_version)?,
+            command: Command::Cancel {
+                reason: Some(request.reason).filter(|r| !r.is_empty()),
+            },
+        };
+        let order = self.db.writer().submit(change).await?;
+        tracing::info!(version = order.version, state = %order.state, "cancel applied");
+        Ok(Response::new(order_to_proto(order)))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn fulfil_order(
+        &self,
+        request: Request<pb::FulfilOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let request = request.into_inner();
+        let change = ChangeState {
+            order_id: order_id_field(&request.order_id)?,
+            expected_version: expected_version(request.expected_version)?,
+            command: Command::Fulfil,
+        };
+        let order = self.db.writer().submit(change).await?;
+        tracing::info!(version = order.version, state = %order.state, "fulfil applied");
+        Ok(Response::new(order_to_proto(order)))
+    }
+}

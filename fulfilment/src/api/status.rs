@@ -1,0 +1,198 @@
+//! The one place where errors become gRPC statuses.
+//!
+//! Every status carries a google.rpc.ErrorInfo with a stable `reason` and the
+//! domain [`ERROR_DOMAIN`]; validation errors add a google.rpc.BadRequest.
+//! Storage failures are logged here in full and reach the client only as a
+//! generic UNAVAILABLE, never with internals.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::order::{FieldViolation, OrderError};
+use crate::storage::StorageError;
+
+/// The ErrorInfo domain of every Fulfil error.
+pub const ERROR_DOMAIN: &str = "fulfil.dev";
+
+fn status(
+    code: Code,
+    message: String,
+    reason: &str,
+    metadata: &[(&str, String)],
+    mut details: ErrorDetails,
+) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    Status::with_error_details(code, message, details)
+}
+
+/// INVALID_ARGUMENT with one BadRequest violation per field.
+pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
+    let mut details = ErrorDetails::new();
+    for v in violations {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    let summary: Vec<String> = violations
+        .iter()
+        .take(3)
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect();
+    let more = violations.len().saturating_sub(3);
+    let mut message = format!("invalid request: {}", summary.join("; "));
+    if more > 0 {
+        message.push_str(&format!(" (and {more} more)"));
+    }
+    status(
+        Code::InvalidArgument,
+        message,
+        "INVALID_ARGUMENT",
+        &[],
+        details,
+    )
+}
+
+impl From<OrderError> for Status {
+    fn from(err: OrderError) -> Self {
+        let message = err.to_string();
+        match err {
+            OrderError::InvalidArgument(violations) => invalid_argument(&violations),
+            OrderError::NotFound(order_id) => status(
+                Code::NotFound,
+                message,
+                "ORDER_NOT_FOUND",
+                &[("order_id", order_id)],
+                ErrorDetails::new(),
+            ),
+            OrderError::AlreadyExists(order_id) => status(
+                Code::AlreadyExists,
+                message,
+                "ORDER_ALREADY_EXISTS",
+                &[("order_id", order_id)],
+                ErrorDetails::new(),
+            ),
+            OrderError::RequestIdReused(_) => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(
+                    "request_id",
+                    "already used for a request with different content",
+                );
+                status(
+                    Code::InvalidArgument,
+                    message,
+                    "REQUEST_ID_REUSED",
+                    &[],
+                    details,
+                )
+            }
+            OrderError::Refused {
+                order_id,
+                state,
+                refusal,
+            } => status(
+                Code::FailedPrecondition,
+                message,
+                refusal.reason(),
+                &[("order_id", order_id), ("state", state.as_str().to_owned())],
+                ErrorDetails::new(),
+            ),
+            OrderError::VersionMismatch {
+                order_id,
+                expected,
+                actual,
+            } => status(
+                Code::Aborted,
+                message,
+                "VERSION_MISMATCH",
+                &[
+                    ("order_id", order_id),
+                    ("expected_version", expected.to_string()),
+                    ("current_version", actual.to_string()),
+                ],
+                ErrorDetails::new(),
+            ),
+            OrderError::Storage(err) => storage(&err),
+        }
+    }
+}
+
+/// UNAVAILABLE (retry) for database trouble, INTERNAL for data that cannot
+/// be decoded or statements that cannot be built; details stay in the log.
+pub fn storage(err: &StorageError) -> Status {
+    match err {
+        StorageError::Db(_) | StorageError::Conflict(_) | StorageError::WriterStopped => {
+            tracing::error!(error = %err, "storage unavailable");
+            let mut details = ErrorDetails::new();
+            details.set_retry_info(Some(Duration::from_millis(500)));
+            status(
+                Code::Unavailable,
+                "the order database is unavailable; retry with backoff".into(),
+                "STORAGE_UNAVAILABLE",
+                &[],
+                details,
+            )
+        }
+        StorageError::Corrupt(_) | StorageError::Statement(_) => {
+            tracing::error!(error = %err, "internal storage error");
+            status(
+                Code::Internal,
+                "internal error".into(),
+                "INTERNAL",
+                &[],
+                ErrorDetails::new(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{OrderState, Refusal};
+
+    #[test]
+    fn refusals_carry_their_reason() {
+        let status = Status::from(OrderError::Refused {
+            order_id: "o1".into(),
+            state: OrderState::PendingPayment,
+            refusal: Refusal::NotPaid,
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_details_error_info();
+        assert_eq!(
+            info.as_ref().map(|i| i.reason.as_str()),
+            Some("ORDER_NOT_PAID")
+        );
+        assert_eq!(info.as_ref().map(|i| i.domain.as_str()), Some(ERROR_DOMAIN));
+        assert_eq!(
+            info.and_then(|i| i.metadata.get("order_id").cloned())
+                .as_deref(),
+            Some("o1")
+        );
+    }
+
+    #[test]
+    fn storage_errors_do_not_leak_internals() {
+        let err = StorageError::from(sea_orm::DbErr::Custom("password=hunter2 at db:5432".into()));
+        let status = Status::from(OrderError::Storage(err));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("hunter2"));
+        assert!(!format!("{:?}", status.details()).contains("hunter2"));
+    }
+
+    #[test]
+    fn validation_lists_every_field() {
+        let status =
+            invalid_argument(&[FieldViolation::new("a", "x"), FieldViolation::new("b", "y")]);
+        let fields: Vec<String> = status
+            .get_details_bad_request()
+            .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, ["a", "b"]);
+    }
+}

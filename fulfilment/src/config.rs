@@ -1,0 +1,126 @@
+//! Command line and environment configuration of the `fulfilment` binary.
+//! Every flag has an environment variable, so Kubernetes can configure it
+//! without arguments.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::storage::{DatabaseConfig, WriterConfig};
+
+/// The default database: an SQLite file in the working directory, created if
+/// missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://fulfil.db?mode=rwc";
+
+/// Fulfil's order service: applies payment events exactly once and serves
+/// orders over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "fulfilment", version)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, env = "FULFIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve gRPC until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the gRPC server listens on (port 0 picks a free port).
+    #[arg(long, env = "FULFIL_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Database options.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Most writes committed together in one transaction (group commit).
+    #[arg(long, env = "FULFIL_WRITE_BATCH_MAX", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub write_batch_max: u64,
+    /// Seconds to let in-flight calls finish after SIGTERM before exiting.
+    #[arg(long, env = "FULFIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Database options, shared by `serve` and `migrate`.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH?mode=rwc` (embedded, the default) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`.
+    #[arg(long, env = "FULFIL_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    /// Connections in the pool.
+    #[arg(long, env = "FULFIL_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    /// Milliseconds to wait for a connection before answering UNAVAILABLE.
+    #[arg(long, env = "FULFIL_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_acquire_timeout_ms: u64,
+}
+
+impl DatabaseArgs {
+    /// As a storage configuration.
+    pub fn to_config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.database_url.clone(),
+            max_connections: self.db_max_connections.max(2),
+            acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The writer's tuning.
+    pub fn writer_config(&self) -> WriterConfig {
+        WriterConfig {
+            max_batch: usize::try_from(self.write_batch_max).unwrap_or(128),
+            ..WriterConfig::default()
+        }
+    }
+}
+
+/// The database URL without credentials or query, safe to log.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    format!("{scheme}://{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_drops_credentials_and_options() {
+        assert_eq!(
+            redacted_url("postgres://u:secret@db:5432/fulfil?sslmode=require"),
+            "postgres://db:5432/fulfil"
+        );
+        assert_eq!(redacted_url(DEFAULT_DATABASE_URL), "sqlite://fulfil.db");
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,14 @@
+//! Fulfil's fulfilment service: owns the orders, applies each payment event
+//! exactly once, and serves the `fulfil.v1` gRPC API.
+//!
+//! - [`order`]: the domain (orders, validation, the state machine).
+//! - [`storage`]: SQLite/PostgreSQL persistence with a group-commit writer.
+//! - [`api`]: gRPC services and the single error-to-status mapping.
+//! - [`server`]: assembling and running the server.
+
+pub mod api;
+pub mod config;
+pub mod order;
+pub mod server;
+pub mod storage;
+pub mod telemetry;

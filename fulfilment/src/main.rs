@@ -1,0 +1,87 @@
+//! The `fulfilment` binary: `serve` and `migrate`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use fulfilment::config::{Cli, Command, redacted_url};
+use fulfilment::{server, storage, telemetry};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => migrate(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "fulfilment failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(args: fulfilment::config::DatabaseArgs) -> anyhow::Result<()> {
+    let config = args.to_config();
+    let conn = storage::connect(&config).await?;
+    storage::migrate(&conn).await?;
+    tracing::info!(database = %redacted_url(&config.url), "migrations applied");
+    Ok(())
+}
+
+async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
+    let config = args.database.to_config();
+    let db = server::open_database(&config, args.writer_config()).await?;
+    let listener = TcpListener::bind(args.grpc_addr).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %redacted_url(&config.url), backend = ?db.backend(), "gRPC server listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, db, async move {
+        let _ = stop_rx.await;
+    }));
+    shutdown_signal().await;
+    let _ = stop_tx.send(());
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    match tokio::time::timeout(grace, server).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!(
+            ?grace,
+            "calls still running after the grace period; exiting"
+        ),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,78 @@
+//! Assembling and running the gRPC server: the order API, grpc.health.v1,
+//! and server reflection (v1 and v1alpha, for grpcurl and grpcio clients).
+
+use std::future::Future;
+use std::time::Duration;
+
+use fulfil_proto::v1::order_service_server::OrderServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::OrderApi;
+use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Storage(#[from] StorageError),
+    /// Reflection descriptors are broken (a build problem).
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Connects, migrates, and starts the writer.
+pub async fn open_database(
+    config: &DatabaseConfig,
+    writer: WriterConfig,
+) -> Result<Database, StorageError> {
+    let conn = storage::connect(config).await?;
+    storage::migrate(&conn).await?;
+    Ok(Database::start(conn, writer))
+}
+
+/// Serves gRPC on `listener` until `shutdown` completes, then stops taking new
+/// calls, reports NOT_SERVING, and returns when in-flight calls are done.
+pub async fn serve(
+    listener: TcpListener,
+    db: Database,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<OrderServiceServer<OrderApi>>().await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fulfil_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fulfil_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let shutdown = async move {
+        shutdown.await;
+        health
+            .set_not_serving::<OrderServiceServer<OrderApi>>()
+            .await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        tracing::info!("shutting down: draining in-flight calls");
+    };
+
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(OrderServiceServer::new(OrderApi::new(db)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

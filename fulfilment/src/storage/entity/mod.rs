@@ -1,0 +1,4 @@
+//! sea-orm entities, one per table.
+
+pub mod order_changes;
+pub mod orders;

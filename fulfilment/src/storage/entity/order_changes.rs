@@ -1,0 +1,31 @@
+//! Table `order_changes`: the change feed. One row per committed order
+//! change, appended in the same transaction as the change, in commit order.
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `order_changes`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "order_changes")]
+pub struct Model {
+    /// Feed position; a subscriber's cursor.
+    #[sea_orm(primary_key)]
+    pub seq: i64,
+    /// The order that changed.
+    pub order_id: String,
+    /// Its customer, for filtered subscriptions.
+    pub customer_id: String,
+    /// Its state after the change.
+    pub state: String,
+    /// Its version after the change.
+    pub version: i64,
+    /// The whole order after the change, as JSON.
+    pub snapshot: String,
+    /// Unix microseconds of the commit.
+    pub commit_time: i64,
+}
+
+/// No relations are navigated through the ORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,54 @@
+//! Table `orders`: the current state of every order.
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `orders`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+#[sea_orm(table_name = "orders")]
+pub struct Model {
+    /// Insertion sequence: the keyset for pagination (never reused).
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// Public id, unique.
+    #[sea_orm(unique)]
+    pub order_id: String,
+    /// Owning customer.
+    pub customer_id: String,
+    /// `OrderState::as_str`.
+    pub state: String,
+    /// ISO 4217, upper case.
+    pub currency: String,
+    /// Minor units.
+    pub amount_total: i64,
+    /// Minor units.
+    pub amount_paid: i64,
+    /// Minor units.
+    pub amount_refunded: i64,
+    /// JSON array of line items.
+    pub line_items: String,
+    /// JSON object of metadata.
+    pub metadata: String,
+    /// Incremented on every change.
+    pub version: i64,
+    /// CreateOrder idempotency key, unique when present.
+    #[sea_orm(unique)]
+    pub request_id: Option<String>,
+    /// Fingerprint of the creating request.
+    pub request_hash: Option<String>,
+    /// Unix microseconds.
+    pub create_time: i64,
+    /// Unix microseconds.
+    pub update_time: i64,
+    /// Unix microseconds.
+    pub fulfil_time: Option<i64>,
+    /// Unix microseconds.
+    pub cancel_time: Option<i64>,
+    /// Given to CancelOrder.
+    pub cancel_reason: Option<String>,
+}
+
+/// No relations are navigated through the ORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

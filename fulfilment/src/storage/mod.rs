@@ -1,0 +1,120 @@
+//! Persistence of orders on SQLite (the embedded default) or PostgreSQL.
+//!
+//! Reads go straight to the connection pool. Every write goes through one
+//! [`Writer`] task per process, which batches concurrent writes into one
+//! transaction (group commit) and answers each caller only after the commit.
+
+pub mod entity;
+mod error;
+mod migration;
+mod orders;
+mod row;
+mod writer;
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
+
+pub use error::StorageError;
+pub use migration::Migrator;
+pub use orders::{ChangeState, Command, CreateOrder, ListFilter, OrderPage};
+pub use writer::{Ctx, Mutation, Writer, WriterConfig};
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    pub url: String,
+    /// Pool size (readers plus the writer).
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+/// An open database: a pool plus the process's single writer.
+#[derive(Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.conn.get_database_backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a pool. SQLite runs in WAL mode with full fsync on commit (an event
+/// acknowledged to a provider must survive a power cut) and a busy timeout,
+/// so readers never block the writer and vice versa.
+pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, StorageError> {
+    let mut options = ConnectOptions::new(config.url.clone());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_timeout(config.acquire_timeout)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+    Ok(sea_orm::Database::connect(options).await?)
+}
+
+/// Applies every pending migration. On PostgreSQL a session advisory lock
+/// makes replicas that start together take turns instead of racing.
+pub async fn migrate(conn: &DatabaseConnection) -> Result<(), StorageError> {
+    const MIGRATION_LOCK: i64 = 0x6675_6c66_696c_0001;
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // PostgreSQL DDL is transactional: the whole migration runs in one
+        // transaction that holds the lock until it commits.
+        let txn = conn.begin().await?;
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [MIGRATION_LOCK.into()],
+        ))
+        .await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await?;
+    } else {
+        Migrator::up(conn, None).await?;
+    }
+    Ok(())
+}
+
+impl Database {
+    /// Wraps a migrated pool and starts the writer task.
+    pub fn start(conn: DatabaseConnection, writer: WriterConfig) -> Self {
+        let writer = Writer::spawn(conn.clone(), writer);
+        Database { conn, writer }
+    }
+
+    /// The pool, for reads.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// The writer, for changes.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Checks that the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        Ok(self.conn.ping().await?)
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+}

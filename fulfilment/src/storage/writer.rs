@@ -1,0 +1,262 @@
+//! Group commit: one writer task per process applies every change.
+//!
+//! Callers submit a [`Mutation`] and wait. The writer takes whatever is queued
+//! (up to `max_batch`), applies all of it in ONE transaction, appends the
+//! batch's order changes to the feed, commits once, and only then answers each
+//! caller. Under light load a batch is a single mutation, so latency does not
+//! suffer; under heavy load one fsync covers many changes.
+//!
+//! Mutations in a batch run one after another on the same transaction, so two
+//! changes to one order behave exactly as if they had been separate commits.
+//! If the batch fails (a database error), it is rolled back and each mutation
+//! is retried alone, so one bad mutation cannot fail its neighbours.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StorageError;
+use super::entity::{order_changes, orders};
+use crate::order::{OrderError, UnixMicros};
+
+/// Key of the transaction-scoped PostgreSQL advisory lock that serialises
+/// feed appends across replicas, so feed rows commit in `seq` order.
+const FEED_LOCK: i64 = 0x6675_6c66_696c_0002;
+
+/// A change to apply inside the writer's transaction.
+///
+/// Contract: `apply` returns a domain error (anything but
+/// `OrderError::Storage`) only before it has written anything, so the batch
+/// can carry on without it. A storage error aborts the batch, which is then
+/// retried one mutation at a time.
+pub trait Mutation: Send + Sync + 'static {
+    /// What the caller gets back after the commit.
+    type Output: Send + 'static;
+
+    /// Applies the change. May run more than once (after a rolled-back
+    /// batch), so it must not have effects outside the transaction.
+    fn apply<'a>(&'a self, ctx: &'a mut Ctx<'_>)
+    -> BoxFuture<'a, Result<Self::Output, OrderError>>;
+}
+
+/// What a mutation sees: the batch's transaction, its clock, and the feed.
+pub struct Ctx<'t> {
+    /// The batch's open transaction.
+    pub txn: &'t DatabaseTransaction,
+    /// One timestamp for the whole batch.
+    pub now: UnixMicros,
+    changes: Vec<orders::Model>,
+}
+
+impl Ctx<'_> {
+    /// Which database the transaction runs on.
+    pub fn backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    /// Queues the order's new row for the change feed of this commit.
+    pub fn record_change(&mut self, row: &orders::Model) {
+        self.changes.push(row.clone());
+    }
+}
+
+/// Tuning of the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Most mutations in one transaction.
+    pub max_batch: usize,
+    /// Most mutations waiting; callers beyond it wait for room.
+    pub queue: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_batch: 128,
+            queue: 4096,
+        }
+    }
+}
+
+/// Handle to the writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Starts the writer task on the current runtime. It stops when every
+    /// handle is dropped, after finishing what was queued.
+    pub fn spawn(conn: DatabaseConnection, config: WriterConfig) -> Self {
+        let (jobs, rx) = mpsc::channel(config.queue.max(1));
+        tokio::spawn(run(conn, rx, config.max_batch.max(1)));
+        Writer { jobs }
+    }
+
+    /// Applies `mutation` and returns its output once it is committed.
+    ///
+    /// If the caller stops waiting, the mutation still completes or fails as
+    /// a whole; it is never half-applied.
+    pub async fn submit<M: Mutation>(&self, mutation: M) -> Result<M::Output, OrderError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(PendingJob {
+            mutation,
+            result: None,
+            reply,
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StorageError::WriterStopped)?;
+        answer.await.map_err(|_| StorageError::WriterStopped)?
+    }
+}
+
+/// A submitted mutation with its reply channel, type-erased for the queue.
+trait Job: Send {
+    fn apply<'a>(&'a mut self, ctx: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<(), StorageError>>;
+    fn finish(self: Box<Self>, commit: Result<(), StorageError>);
+}
+
+struct PendingJob<M: Mutation> {
+    mutation: M,
+    result: Option<Result<M::Output, OrderError>>,
+    reply: oneshot::Sender<Result<M::Output, OrderError>>,
+}
+
+impl<M: Mutation> Job for PendingJob<M> {
+    fn apply<'a>(&'a mut self, ctx: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            match self.mutation.apply(ctx).await {
+                Err(OrderError::Storage(err)) => Err(err),
+                outcome => {
+                    self.result = Some(outcome);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StorageError>) {
+        let answer = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StorageError::Corrupt("mutation did not run".into()).into()),
+            (Err(err), _) => Err(err.into()),
+        };
+        // The caller may have gone away; the outcome is in the database anyway.
+        let _ = self.reply.send(answer);
+    }
+}
+
+async fn run(conn: DatabaseConnection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        let size = batch.len();
+        match commit_batch(&conn, &mut batch).await {
+            Ok(()) => finish_all(&mut batch, Ok(())),
+            Err(err) if size == 1 => {
+                let outcome = retry_alone(&conn, &mut batch, err).await;
+                finish_all(&mut batch, outcome);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, size, "batch failed; retrying its mutations one by one");
+                for job in batch.drain(..) {
+                    let mut single = vec![job];
+                    let outcome = match commit_batch(&conn, &mut single).await {
+                        Ok(()) => Ok(()),
+                        Err(err) => retry_alone(&conn, &mut single, err).await,
+                    };
+                    finish_all(&mut single, outcome);
+                }
+            }
+        }
+    }
+}
+
+/// Retries a single failed mutation twice with a short pause: most failures
+/// here are transient (a deadlock between replicas, a dropped connection).
+async fn retry_alone(
+    conn: &DatabaseConnection,
+    single: &mut Vec<Box<dyn Job>>,
+    mut err: StorageError,
+) -> Result<(), StorageError> {
+    for pause_ms in [5, 50] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        match commit_batch(conn, single).await {
+            Ok(()) => return Ok(()),
+            Err(next) => err = next,
+        }
+    }
+    tracing::error!(error = %err, "write failed after retries");
+    Err(err)
+}
+
+fn finish_all(batch: &mut Vec<Box<dyn Job>>, outcome: Result<(), StorageError>) {
+    for job in batch.drain(..) {
+        job.finish(outcome.clone());
+    }
+}
+
+async fn commit_batch(
+    conn: &DatabaseConnection,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), StorageError> {
+    // IMMEDIATE takes SQLite's write lock at BEGIN, so the transaction never
+    // has to upgrade a read lock (the source of SQLITE_BUSY deadlocks).
+    let txn = conn
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    let mut ctx = Ctx {
+        txn: &txn,
+        now: UnixMicros::now(),
+        changes: Vec::new(),
+    };
+    for job in batch.iter_mut() {
+        job.apply(&mut ctx).await?;
+    }
+    let changes = std::mem::take(&mut ctx.changes);
+    let now = ctx.now;
+    append_feed(&txn, changes, now).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn append_feed(
+    txn: &DatabaseTransaction,
+    changes: Vec<orders::Model>,
+    now: UnixMicros,
+) -> Result<(), StorageError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Held to commit: feed rows of concurrent replicas commit one batch
+        // after another, so a reader never sees seq N+1 before N is visible.
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [FEED_LOCK.into()],
+        ))
+        .await?;
+    }
+    let rows = changes
+        .into_iter()
+        .map(|row| super::row::feed_row(&row, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    order_changes::Entity::insert_many(rows).exec(txn).await?;
+    Ok(())
+}
