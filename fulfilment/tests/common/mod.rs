@@ -1,0 +1,258 @@
+//! A real fulfilment server on port 0 with its own fresh database, and a
+//! tonic client connected to it.
+//!
+//! Every test runs once on SQLite (a temporary file) and once on PostgreSQL
+//! when `FULFIL_TEST_POSTGRES_URL` names a server (each test gets a new
+//! database there, dropped afterwards). When the variable is set, an
+//! unreachable PostgreSQL fails the test: CI must not pass by skipping.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use fulfil_proto::v1::order_service_client::OrderServiceClient;
+use fulfil_proto::v1::{CreateOrderRequest, LineItem, Order};
+use fulfilment::server;
+use fulfilment::storage::{Database, DatabaseConfig, WriterConfig};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub const POSTGRES_URL_VAR: &str = "FULFIL_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub client: OrderServiceClient<Channel>,
+    pub addr: std::net::SocketAddr,
+    pub db: Database,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+    pg_db: Option<(String, String)>,
+}
+
+/// A fresh PostgreSQL database on the server named by the environment, or
+/// None (with a note) when the variable is unset.
+async fn postgres_database() -> Option<(String, String, String)> {
+    let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
+        eprintln!("skipped: {POSTGRES_URL_VAR} is not set");
+        return None;
+    };
+    let name = format!("fulfil_test_{}", uuid::Uuid::new_v4().simple());
+    let mut options = sea_orm::ConnectOptions::new(admin_url.clone());
+    options.connect_timeout(Duration::from_secs(5)).acquire_timeout(Duration::from_secs(5));
+    let admin = sea_orm::Database::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {e}"));
+    admin
+        .execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("CREATE DATABASE {name}"),
+        ))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("postgres URL has a database path");
+    Some((format!("{base}/{name}"), admin_url, name))
+}
+
+impl TestApp {
+    /// Starts a server on `backend`; None when PostgreSQL is not configured.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, WriterConfig::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, writer: WriterConfig) -> Option<TestApp> {
+        let (url, dir, pg_db) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("fulfil.db").display()
+                );
+                (url, Some(dir), None)
+            }
+            Backend::Postgres => {
+                let (url, admin, name) = postgres_database().await?;
+                (url, None, Some((admin, name)))
+            }
+        };
+        let config = DatabaseConfig {
+            url,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let db = server::open_database(&config, writer)
+            .await
+            .expect("open database");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = db.clone();
+        let server = tokio::spawn(async move {
+            server::serve(listener, serving, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server failed");
+        });
+        let client = OrderServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        Some(TestApp {
+            client,
+            addr,
+            db,
+            stop: Some(stop),
+            server: Some(server),
+            _dir: dir,
+            pg_db,
+        })
+    }
+
+    /// Moves an order to PAID as a captured payment would (payment events
+    /// arrive through the adapter; this is the test's shortcut to the state).
+    pub async fn mark_paid(&self, order_id: &str) {
+        let backend = self.db.backend();
+        let sql = "UPDATE orders SET state = 'PAID', amount_paid = amount_total, version = version + 1 WHERE order_id = $1";
+        let sql = if backend == DbBackend::Sqlite {
+            sql.replace("$1", "?")
+        } else {
+            sql.to_owned()
+        };
+        let result = self
+            .db
+            .conn()
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [order_id.into()],
+            ))
+            .await
+            .expect("mark paid");
+        assert_eq!(result.rows_affected(), 1);
+    }
+
+    /// Versions recorded in the change feed for one order, in feed order.
+    pub async fn feed_versions(&self, order_id: &str) -> Vec<i64> {
+        use fulfilment::storage::entity::order_changes;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        order_changes::Entity::find()
+            .filter(order_changes::Column::OrderId.eq(order_id))
+            .order_by_asc(order_changes::Column::Seq)
+            .all(self.db.conn())
+            .await
+            .expect("read feed")
+            .into_iter()
+            .map(|row| row.version)
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        if let Some((admin_url, name)) = self.pg_db.take() {
+            // Drop runs outside async context; a helper thread with its own
+            // runtime removes the database.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let admin = sea_orm::Database::connect(admin_url.as_str()).await.ok()?;
+                    admin
+                        .execute_raw(Statement::from_string(
+                            DbBackend::Postgres,
+                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        ))
+                        .await
+                        .ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// A valid order for `customer_id`: 2 x 1500 + 1 x 900 EUR = 3900.
+pub fn new_order(customer_id: &str) -> CreateOrderRequest {
+    CreateOrderRequest {
+        order_id: String::new(),
+        customer_id: customer_id.to_owned(),
+        line_items: vec![
+            LineItem {
+                sku: "tee-black-m".into(),
+                quantity: 2,
+                unit_amount: 1500,
+            },
+            LineItem {
+                sku: "mug".into(),
+                quantity: 1,
+                unit_amount: 900,
+            },
+        ],
+        currency: "eur".into(),
+        metadata: [("channel".to_owned(), "ios".to_owned())].into(),
+        request_id: String::new(),
+    }
+}
+
+pub async fn create(app: &TestApp, request: CreateOrderRequest) -> Order {
+    app.client
+        .clone()
+        .create_order(request)
+        .await
+        .expect("create order")
+        .into_inner()
+}
+
+/// The ErrorInfo reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_details_error_info()
+        .expect("status carries ErrorInfo");
+    assert_eq!(info.domain, "fulfil.dev");
+    info.reason
+}
+
+/// Declares each listed `async fn(TestApp)` as two tests, `sqlite::NAME` and
+/// `postgres::NAME`.
+#[macro_export]
+macro_rules! storage_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await else { return };
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
