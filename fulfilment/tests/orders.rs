@@ -292,7 +292,7 @@ async fn list_filters_by_customer_and_state(app: TestApp) {
         ..Default::default()
     })
     .await;
-    assert_eq!(ids(cancelled.orders), [a1.order_id.clone()]);
+    assert_eq!(ids(cancelled.orders), [a1.order_id]);
 
     let pending_bob = list(ListOrdersRequest {
         customer_id: "bob".into(),
