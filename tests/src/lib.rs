@@ -1,1 +1,136 @@
-//! Helpers for end-to-end tests: start the real binaries and wait for them.
+//! Helpers for end-to-end tests: start Fulfil's real binaries as child
+//! processes, find the address they bound, and stop them with SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a binary may take to report that it listens.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Path of a workspace binary, built next to this test executable by
+/// `cargo test --workspace` (every package with integration tests gets its
+/// binaries built).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build --bins` first)",
+        path.display()
+    );
+    path
+}
+
+/// A running binary with its log on stdout.
+pub struct Process {
+    child: Child,
+    /// The address it reported listening on.
+    pub addr: SocketAddr,
+    /// Log lines read so far, after the listening line, are forwarded to the
+    /// test's stderr.
+    _log: tokio::task::JoinHandle<()>,
+}
+
+impl Process {
+    /// Starts `bin` with `args` and `envs` in `dir`, and waits (with a
+    /// deadline) for its JSON log line `listening_message` carrying `addr`.
+    pub async fn start(
+        bin: &Path,
+        args: &[&str],
+        envs: &[(&str, String)],
+        dir: &Path,
+        listening_message: &str,
+    ) -> Process {
+        let mut child = Command::new(bin)
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("FULFIL_LOG_FORMAT", "json")
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(START_DEADLINE, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!(
+                    "[{}] {line}",
+                    bin.file_name().and_then(|n| n.to_str()).unwrap_or("bin")
+                );
+                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if json["message"] == listening_message {
+                    if let Some(addr) = json["addr"].as_str().and_then(|a| a.parse().ok()) {
+                        return Some(addr);
+                    }
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} did not report {listening_message:?} in time",
+                bin.display()
+            )
+        });
+        let name = bin
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("bin")
+            .to_owned();
+        let log = tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{name}] {line}");
+            }
+        });
+        Process {
+            child,
+            addr,
+            _log: log,
+        }
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("process still running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("process exits within 30 s of SIGTERM")
+            .expect("wait for process")
+    }
+}
+
+/// Starts `fulfilment serve` on port 0 with an SQLite database in `dir`.
+pub async fn start_fulfilment(dir: &Path, envs: &[(&str, String)]) -> Process {
+    let mut all = vec![("FULFIL_GRPC_ADDR", "127.0.0.1:0".to_owned())];
+    all.extend(envs.iter().cloned());
+    Process::start(
+        &binary("fulfilment"),
+        &["serve"],
+        &all,
+        dir,
+        "gRPC server listening",
+    )
+    .await
+}

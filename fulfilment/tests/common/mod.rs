@@ -46,7 +46,9 @@ async fn postgres_database() -> Option<(String, String, String)> {
     };
     let name = format!("fulfil_test_{}", uuid::Uuid::new_v4().simple());
     let mut options = sea_orm::ConnectOptions::new(admin_url.clone());
-    options.connect_timeout(Duration::from_secs(5)).acquire_timeout(Duration::from_secs(5));
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5));
     let admin = sea_orm::Database::connect(options)
         .await
         .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {e}"));

@@ -1,0 +1,254 @@
+//! The `fulfilment` binary as a newcomer uses it: start it, discover the API
+//! by reflection, create, list and cancel an order, stop it, start it again.
+
+use std::process::Stdio;
+
+use fulfil_e2e::{binary, start_fulfilment};
+use fulfil_proto::v1::order::State;
+use fulfil_proto::v1::order_service_client::OrderServiceClient;
+use fulfil_proto::v1::{
+    CancelOrderRequest, CreateOrderRequest, GetOrderRequest, LineItem, ListOrdersRequest,
+};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn order(customer_id: &str) -> CreateOrderRequest {
+    CreateOrderRequest {
+        customer_id: customer_id.into(),
+        line_items: vec![LineItem {
+            sku: "sku-1".into(),
+            quantity: 1,
+            unit_amount: 1999,
+        }],
+        currency: "usd".into(),
+        ..Default::default()
+    }
+}
+
+async fn reflected_services(channel: Channel) -> (Vec<String>, Vec<String>) {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let mut v1_client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut responses = v1_client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1 call")
+        .into_inner();
+    let mut v1_names = Vec::new();
+    if let Some(Ok(response)) = responses.next().await {
+        if let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            response.message_response
+        {
+            v1_names = list.service.into_iter().map(|s| s.name).collect();
+        }
+    }
+
+    let mut alpha_client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut responses = alpha_client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection v1alpha call")
+        .into_inner();
+    let mut alpha_names = Vec::new();
+    if let Some(Ok(response)) = responses.next().await {
+        if let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(
+            list,
+        )) = response.message_response
+        {
+            alpha_names = list.service.into_iter().map(|s| s.name).collect();
+        }
+    }
+    (v1_names, alpha_names)
+}
+
+#[tokio::test]
+async fn newcomer_session_on_the_default_sqlite_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start_fulfilment(dir.path(), &[]).await;
+    let url = format!("http://{}", service.addr);
+
+    let channel = Channel::from_shared(url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    for name in ["", "fulfil.v1.OrderService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: name.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "health of {name:?}");
+    }
+
+    let (v1, v1alpha) = reflected_services(channel.clone()).await;
+    for names in [&v1, &v1alpha] {
+        assert!(
+            names.iter().any(|n| n == "fulfil.v1.OrderService"),
+            "reflection lists OrderService: {names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "reflection lists Health: {names:?}"
+        );
+    }
+
+    let mut client = OrderServiceClient::connect(url.clone())
+        .await
+        .expect("order client");
+    let created = client
+        .create_order(order("newcomer"))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.state(), State::PendingPayment);
+    assert_eq!(created.currency, "USD");
+
+    let listed = client
+        .list_orders(ListOrdersRequest {
+            customer_id: "newcomer".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.orders, [created.clone()]);
+
+    let cancelled = client
+        .cancel_order(CancelOrderRequest {
+            order_id: created.order_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(cancelled.state(), State::Cancelled);
+
+    let bad = client
+        .create_order(CreateOrderRequest {
+            currency: "xyz".into(),
+            ..order("newcomer")
+        })
+        .await
+        .expect_err("bad currency");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().contains("currency"),
+        "the message names the field: {}",
+        bad.message()
+    );
+
+    let status = service.terminate().await;
+    assert!(
+        status.success(),
+        "SIGTERM ends the server cleanly: {status:?}"
+    );
+
+    // The default database is a file in the working directory; a restart
+    // finds the order where it was.
+    assert!(dir.path().join("fulfil.db").exists());
+    let service = start_fulfilment(dir.path(), &[]).await;
+    let mut client = OrderServiceClient::connect(format!("http://{}", service.addr))
+        .await
+        .expect("reconnect");
+    let after_restart = client
+        .get_order(GetOrderRequest {
+            order_id: created.order_id.clone(),
+        })
+        .await
+        .expect("get after restart")
+        .into_inner();
+    assert_eq!(after_restart, cancelled);
+    assert!(service.terminate().await.success());
+}
+
+#[tokio::test]
+async fn migrate_subcommand_and_help() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let status = tokio::process::Command::new(binary("fulfilment"))
+        .args(["migrate"])
+        .env("FULFIL_DATABASE_URL", &url)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .expect("run migrate");
+    assert!(status.success());
+    assert!(dir.path().join("m.db").exists());
+
+    let help = tokio::process::Command::new(binary("fulfilment"))
+        .args(["serve", "--help"])
+        .output()
+        .await
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "FULFIL_GRPC_ADDR",
+        "FULFIL_DATABASE_URL",
+        "FULFIL_DB_MAX_CONNECTIONS",
+        "FULFIL_WRITE_BATCH_MAX",
+    ] {
+        assert!(help.contains(var), "--help documents {var}");
+    }
+
+    let bad = tokio::process::Command::new(binary("fulfilment"))
+        .args(["migrate"])
+        .env("FULFIL_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("FULFIL_DB_ACQUIRE_TIMEOUT_MS", "2000")
+        .output()
+        .await
+        .expect("run migrate");
+    assert!(!bad.status.success(), "an unreachable database is an error");
+}
+
+/// A Python grpcio client with no .proto files, through reflection. Runs when
+/// `FULFIL_TEST_CLIENTS` is set (CI sets it after installing
+/// tests/clients/requirements.txt); fails, not skips, if Python or grpcio is
+/// then missing.
+#[tokio::test]
+async fn python_grpcio_client_works_through_reflection() {
+    if std::env::var_os("FULFIL_TEST_CLIENTS").is_none() {
+        eprintln!("skipped: FULFIL_TEST_CLIENTS is not set");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start_fulfilment(dir.path(), &[]).await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/grpcio_reflection.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(service.addr.to_string())
+        .output()
+        .await
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "python client failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let order: serde_json::Value = serde_json::from_slice(&output.stdout).expect("order JSON");
+    assert_eq!(order["currency"], "GBP");
+    assert_eq!(order["amount_total"], "2500");
+    assert_eq!(order["state"], "PENDING_PAYMENT");
+    assert!(service.terminate().await.success());
+}
