@@ -1,0 +1,1 @@
+//! Provider payloads to provider-neutral payment events, one module per provider.
