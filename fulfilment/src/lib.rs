@@ -2,13 +2,16 @@
 //! exactly once, and serves the `fulfil.v1` gRPC API.
 //!
 //! - [`order`]: the domain (orders, validation, the state machine).
+//! - [`payment_event`]: provider events and how they add up on an order.
 //! - [`storage`]: SQLite/PostgreSQL persistence with a group-commit writer.
 //! - [`api`]: gRPC services and the single error-to-status mapping.
 //! - [`server`]: assembling and running the server.
 
 pub mod api;
 pub mod config;
+pub mod entitlement;
 pub mod order;
+pub mod payment_event;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

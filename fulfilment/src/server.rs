@@ -4,11 +4,13 @@
 use std::future::Future;
 use std::time::Duration;
 
+use fulfil_proto::v1::entitlement_service_server::EntitlementServiceServer;
 use fulfil_proto::v1::order_service_server::OrderServiceServer;
+use fulfil_proto::v1::payment_event_service_server::PaymentEventServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::OrderApi;
+use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
 use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
 
 /// Why the server could not start or stopped with an error.
@@ -44,6 +46,12 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<OrderServiceServer<OrderApi>>().await;
+    health
+        .set_serving::<PaymentEventServiceServer<PaymentEventApi>>()
+        .await;
+    health
+        .set_serving::<EntitlementServiceServer<EntitlementApi>>()
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fulfil_proto::FILE_DESCRIPTOR_SET)
@@ -71,7 +79,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(OrderServiceServer::new(OrderApi::new(db)))
+        .add_service(OrderServiceServer::new(OrderApi::new(db.clone())))
+        .add_service(PaymentEventServiceServer::new(PaymentEventApi::new(
+            db.clone(),
+        )))
+        .add_service(EntitlementServiceServer::new(EntitlementApi::new(db)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

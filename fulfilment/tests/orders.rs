@@ -605,10 +605,10 @@ async fn concurrent_fulfil_and_cancel_exactly_one_wins(app: TestApp) {
             winner,
             "the winner's result is what is stored"
         );
-        // Created (1), then the winning change (3); mark_paid bypasses the feed.
+        // Created (1), paid (2), then only the winning change (3).
         assert_eq!(
             app.feed_versions(&order_id).await,
-            [1, 3],
+            [1, 2, 3],
             "no lost or doubled update"
         );
     }

@@ -72,10 +72,10 @@ impl Process {
                 let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                if json["message"] == listening_message {
-                    if let Some(addr) = json["addr"].as_str().and_then(|a| a.parse().ok()) {
-                        return Some(addr);
-                    }
+                if json["message"] == listening_message
+                    && let Some(addr) = json["addr"].as_str().and_then(|a| a.parse().ok())
+                {
+                    return Some(addr);
                 }
             }
             None

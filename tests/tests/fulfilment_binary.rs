@@ -44,12 +44,11 @@ async fn reflected_services(channel: Channel) -> (Vec<String>, Vec<String>) {
         .expect("reflection v1 call")
         .into_inner();
     let mut v1_names = Vec::new();
-    if let Some(Ok(response)) = responses.next().await {
-        if let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+    if let Some(Ok(response)) = responses.next().await
+        && let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
             response.message_response
-        {
-            v1_names = list.service.into_iter().map(|s| s.name).collect();
-        }
+    {
+        v1_names = list.service.into_iter().map(|s| s.name).collect();
     }
 
     let mut alpha_client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
@@ -65,13 +64,12 @@ async fn reflected_services(channel: Channel) -> (Vec<String>, Vec<String>) {
         .expect("reflection v1alpha call")
         .into_inner();
     let mut alpha_names = Vec::new();
-    if let Some(Ok(response)) = responses.next().await {
-        if let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(
+    if let Some(Ok(response)) = responses.next().await
+        && let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(
             list,
         )) = response.message_response
-        {
-            alpha_names = list.service.into_iter().map(|s| s.name).collect();
-        }
+    {
+        alpha_names = list.service.into_iter().map(|s| s.name).collect();
     }
     (v1_names, alpha_names)
 }
@@ -131,7 +129,7 @@ async fn newcomer_session_on_the_default_sqlite_database() {
         .await
         .expect("list")
         .into_inner();
-    assert_eq!(listed.orders, [created.clone()]);
+    assert_eq!(listed.orders, std::slice::from_ref(&created));
 
     let cancelled = client
         .cancel_order(CancelOrderRequest {

@@ -3,7 +3,10 @@
 use fulfil_proto::v1 as pb;
 use pb::order::State as PbState;
 
-use crate::order::{LineItemDraft, Order, OrderDraft, OrderState, UnixMicros};
+use crate::order::{
+    Currency, FieldViolation, LineItemDraft, Order, OrderDraft, OrderState, UnixMicros,
+};
+use crate::payment_event::{EventKind, Grant, PaymentEvent};
 
 /// Domain state to proto enum.
 pub fn state_to_proto(state: OrderState) -> PbState {
@@ -68,6 +71,8 @@ pub fn order_to_proto(order: Order) -> pb::Order {
         fulfil_time: order.fulfil_time.map(timestamp),
         cancel_time: order.cancel_time.map(timestamp),
         cancel_reason: order.cancel_reason.unwrap_or_default(),
+        disputed: order.disputed,
+        attention_reason: order.attention_reason.unwrap_or_default(),
     }
 }
 
@@ -91,6 +96,105 @@ pub fn draft_from_proto(request: pb::CreateOrderRequest) -> OrderDraft {
     }
 }
 
+fn micros(t: &prost_types::Timestamp) -> UnixMicros {
+    UnixMicros(
+        t.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(t.nanos / 1_000)),
+    )
+}
+
+/// A proto payment event as a domain event; unknown kinds and currencies
+/// are field violations.
+pub fn event_from_proto(event: pb::PaymentEvent) -> Result<PaymentEvent, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let kind = pb::payment_event::Kind::try_from(event.kind)
+        .ok()
+        .filter(|k| *k != pb::payment_event::Kind::Unspecified)
+        .and_then(|k| EventKind::parse(k.as_str_name()));
+    if kind.is_none() {
+        violations.push(FieldViolation::new("event.kind", "must be a known kind"));
+    }
+    let currency = if event.currency.is_empty() {
+        None
+    } else {
+        let parsed = Currency::parse(&event.currency);
+        if parsed.is_none() {
+            violations.push(FieldViolation::new(
+                "event.currency",
+                "is not an ISO 4217 currency code",
+            ));
+        }
+        parsed
+    };
+    let (Some(kind), true) = (kind, violations.is_empty()) else {
+        return Err(violations);
+    };
+    Ok(PaymentEvent {
+        source: event.source,
+        provider: event.provider,
+        event_id: event.event_id,
+        kind,
+        event_type: event.event_type,
+        order_ref: event.order_ref,
+        payment_ref: event.payment_ref,
+        refund_ref: event.refund_ref,
+        amount: event.amount,
+        amount_is_cumulative: event.amount_is_cumulative,
+        currency,
+        // Providers without an event time get the time of recording.
+        occur_time: event
+            .occur_time
+            .as_ref()
+            .map_or_else(UnixMicros::now, micros),
+        customer_ref: event.customer_ref,
+        product_ref: event.product_ref,
+        entitlements: event
+            .entitlements
+            .into_iter()
+            .map(|e| Grant {
+                entitlement_id: e.entitlement_id,
+                expire_time: e.expire_time.as_ref().map(|t| micros(t).0),
+            })
+            .collect(),
+        payload: event.payload,
+    })
+}
+
+/// A domain payment event as the proto message.
+pub fn event_to_proto(event: PaymentEvent) -> pb::PaymentEvent {
+    pb::PaymentEvent {
+        source: event.source,
+        provider: event.provider,
+        event_id: event.event_id,
+        kind: pb::payment_event::Kind::from_str_name(event.kind.as_str())
+            .unwrap_or(pb::payment_event::Kind::Other)
+            .into(),
+        event_type: event.event_type,
+        order_ref: event.order_ref,
+        payment_ref: event.payment_ref,
+        refund_ref: event.refund_ref,
+        amount: event.amount,
+        currency: event
+            .currency
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        occur_time: Some(timestamp(event.occur_time)),
+        customer_ref: event.customer_ref,
+        product_ref: event.product_ref,
+        entitlements: event
+            .entitlements
+            .into_iter()
+            .map(|g| pb::Entitlement {
+                entitlement_id: g.entitlement_id,
+                expire_time: g.expire_time.map(|t| timestamp(UnixMicros(t))),
+            })
+            .collect(),
+        payload: event.payload,
+        amount_is_cumulative: event.amount_is_cumulative,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +207,14 @@ mod tests {
         }
         assert_eq!(state_from_proto(0), None);
         assert_eq!(state_from_proto(999), None);
+    }
+
+    #[test]
+    fn every_event_kind_has_a_proto_value() {
+        for kind in crate::payment_event::ALL_KINDS {
+            let value = pb::payment_event::Kind::from_str_name(kind.as_str());
+            assert!(value.is_some(), "{kind:?}");
+        }
     }
 
     #[test]

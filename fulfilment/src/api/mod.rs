@@ -1,8 +1,12 @@
 //! The gRPC API: services, message conversions, and error mapping.
 
 pub mod convert;
+mod entitlement_service;
 mod order_service;
 pub mod page_token;
+mod payment_event_service;
 pub mod status;
 
+pub use entitlement_service::EntitlementApi;
 pub use order_service::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, OrderApi};
+pub use payment_event_service::PaymentEventApi;

@@ -35,6 +35,18 @@ fn order_id_field(raw: &str) -> Result<String, Status> {
         .map_err(|why| invalid_argument(&[FieldViolation::new("order_id", why)]))
 }
 
+/// The page size to use: 0 means the default, above the maximum is clamped.
+pub(crate) fn page_size(requested: i32, violations: &mut Vec<FieldViolation>) -> u64 {
+    match u64::try_from(requested) {
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(n) => n.min(MAX_PAGE_SIZE),
+        Err(_) => {
+            violations.push(FieldViolation::new("page_size", "must not be negative"));
+            DEFAULT_PAGE_SIZE
+        }
+    }
+}
+
 fn expected_version(raw: i64) -> Result<Option<i64>, Status> {
     match raw {
         0 => Ok(None),
@@ -98,18 +110,21 @@ impl OrderService for OrderApi {
             customer_id: Some(request.customer_id).filter(|c| !c.is_empty()),
             states,
         };
-        let page_size = match u64::try_from(request.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(n) => n.min(MAX_PAGE_SIZE),
-            Err(_) => {
-                violations.push(FieldViolation::new("page_size", "must not be negative"));
-                DEFAULT_PAGE_SIZE
-            }
+        let scope = {
+            let mut names: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            format!(
+                "orders|{}|{}",
+                filter.customer_id.as_deref().unwrap_or(""),
+                names.join(",")
+            )
         };
+        let page_size = page_size(request.page_size, &mut violations);
         let after = if request.page_token.is_empty() {
             None
         } else {
-            match page_token::decode(&request.page_token, &filter) {
+            match page_token::decode(&request.page_token, &scope) {
                 Ok(after) => Some(after),
                 Err(why) => {
                     violations.push(FieldViolation::new("page_token", why));
@@ -130,7 +145,7 @@ impl OrderService for OrderApi {
             orders: page.orders.into_iter().map(order_to_proto).collect(),
             next_page_token: page
                 .next_after
-                .map(|after| page_token::encode(after, &filter))
+                .map(|after| page_token::encode(after, &scope))
                 .unwrap_or_default(),
         }))
     }

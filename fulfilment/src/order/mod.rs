@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub use currency::Currency;
 pub use draft::{FieldViolation, LineItemDraft, MAX_LINE_ITEMS, NewOrder, OrderDraft};
 pub use error::OrderError;
-pub use state::{ALL_STATES, OrderState, Refusal, Transition};
+pub use state::{ALL_STATES, OrderState, Refusal, Transition, derive_state};
 
 /// Microseconds since the Unix epoch, UTC. Stored as an integer so SQLite and
 /// PostgreSQL round-trip it exactly, and so protobuf Timestamps do too.
@@ -119,6 +119,10 @@ pub struct Order {
     pub cancel_time: Option<UnixMicros>,
     /// Why it was cancelled.
     pub cancel_reason: Option<String>,
+    /// A payment is disputed.
+    pub disputed: bool,
+    /// Why someone should look at it (a payment that did not fit).
+    pub attention_reason: Option<String>,
 }
 
 #[cfg(test)]

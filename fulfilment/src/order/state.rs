@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::payment_event::facts::{Attempt, PaymentSummary};
+
 /// Where an order is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderState {
@@ -132,6 +134,35 @@ impl OrderState {
     }
 }
 
+/// Derives the state from an order's facts. The first rule that holds wins,
+/// which is what makes payment events commute (see `order.proto`):
+/// refunds in full, then the backend's cancel and fulfil, then partial
+/// refunds, payment in full, and finally the latest unsettled attempt.
+pub fn derive_state(
+    amount_total: i64,
+    payments: &PaymentSummary,
+    cancelled: bool,
+    fulfilled: bool,
+) -> OrderState {
+    if payments.amount_paid > 0 && payments.amount_refunded >= payments.amount_paid {
+        OrderState::Refunded
+    } else if cancelled {
+        OrderState::Cancelled
+    } else if fulfilled {
+        OrderState::Fulfilled
+    } else if payments.amount_refunded > 0 {
+        OrderState::PartiallyRefunded
+    } else if payments.paid_any && payments.amount_paid >= amount_total {
+        OrderState::Paid
+    } else {
+        match payments.attempt {
+            Some(Attempt::Processing) => OrderState::PaymentProcessing,
+            Some(Attempt::Failed) => OrderState::PaymentFailed,
+            None => OrderState::PendingPayment,
+        }
+    }
+}
+
 impl fmt::Display for OrderState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -198,6 +229,89 @@ mod tests {
         assert!(Cancelled.fulfil().is_err());
         assert!(Fulfilled.cancel().is_err());
         assert!(Refunded.cancel().is_err() && Refunded.fulfil().is_err());
+    }
+
+    fn paid(amount_paid: i64, amount_refunded: i64) -> PaymentSummary {
+        PaymentSummary {
+            amount_paid,
+            paid_any: amount_paid > 0,
+            amount_refunded,
+            ..PaymentSummary::default()
+        }
+    }
+
+    #[test]
+    fn derived_state_follows_the_rule_order() {
+        let none = PaymentSummary::default();
+        assert_eq!(derive_state(100, &none, false, false), PendingPayment);
+        let processing = PaymentSummary {
+            attempt: Some(Attempt::Processing),
+            ..none
+        };
+        assert_eq!(
+            derive_state(100, &processing, false, false),
+            PaymentProcessing
+        );
+        let failed = PaymentSummary {
+            attempt: Some(Attempt::Failed),
+            ..none
+        };
+        assert_eq!(derive_state(100, &failed, false, false), PaymentFailed);
+        // Paid beats any attempt report, whenever it came.
+        let paid_then_failed = PaymentSummary {
+            attempt: Some(Attempt::Failed),
+            ..paid(100, 0)
+        };
+        assert_eq!(derive_state(100, &paid_then_failed, false, false), Paid);
+        assert_eq!(
+            derive_state(100, &paid(50, 0), false, false),
+            PendingPayment,
+            "underpaid"
+        );
+        assert_eq!(
+            derive_state(100, &paid(100, 30), false, false),
+            PartiallyRefunded
+        );
+        assert_eq!(derive_state(100, &paid(100, 30), false, true), Fulfilled);
+        assert_eq!(derive_state(100, &paid(100, 30), true, false), Cancelled);
+        assert_eq!(derive_state(100, &paid(100, 100), true, true), Refunded);
+        assert_eq!(derive_state(100, &paid(100, 0), true, false), Cancelled);
+        assert_eq!(derive_state(100, &paid(0, 0), true, false), Cancelled);
+    }
+
+    #[test]
+    fn derived_state_agrees_with_the_command_table() {
+        // Applying a command's transition and deriving from the new facts
+        // give the same state, so commands and events never disagree.
+        for (summary, fulfilled, cancelled) in [
+            (paid(100, 0), false, false),
+            (paid(100, 30), false, false),
+            (PaymentSummary::default(), false, false),
+            (
+                PaymentSummary {
+                    attempt: Some(Attempt::Failed),
+                    ..PaymentSummary::default()
+                },
+                false,
+                false,
+            ),
+        ] {
+            let state = derive_state(100, &summary, cancelled, fulfilled);
+            if let Ok(Transition::To(next)) = state.cancel() {
+                assert_eq!(
+                    derive_state(100, &summary, true, fulfilled),
+                    next,
+                    "cancel from {state}"
+                );
+            }
+            if let Ok(Transition::To(next)) = state.fulfil() {
+                assert_eq!(
+                    derive_state(100, &summary, cancelled, true),
+                    next,
+                    "fulfil from {state}"
+                );
+            }
+        }
     }
 
     #[test]

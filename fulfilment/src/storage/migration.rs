@@ -12,7 +12,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Orders)]
+        vec![Box::new(M0001Orders), Box::new(M0002PaymentEvents)]
     }
 }
 
@@ -117,6 +117,113 @@ impl MigrationTrait for M0001Orders {
                     commit_time BIGINT NOT NULL
                 )",
                 "CREATE INDEX order_changes_by_order ON order_changes (order_id, seq)",
+            ],
+        )
+        .await
+    }
+}
+
+/// The payment event ledger, entitlements, and order flags set by payments.
+struct M0002PaymentEvents;
+
+impl MigrationName for M0002PaymentEvents {
+    fn name(&self) -> &str {
+        "m0002_payment_events"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002PaymentEvents {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // UNIQUE (source, event_id) is the exactly-once guarantee: a
+        // duplicate delivery, concurrent or not, cannot insert a second row.
+        run_all(
+            manager,
+            &[
+                "ALTER TABLE orders ADD COLUMN disputed BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE orders ADD COLUMN attention_reason TEXT",
+                "CREATE TABLE payment_events (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    source TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    provider TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    order_ref TEXT NOT NULL,
+                    payment_ref TEXT NOT NULL,
+                    refund_ref TEXT NOT NULL,
+                    amount INTEGER NOT NULL,
+                    amount_is_cumulative BOOLEAN NOT NULL,
+                    currency TEXT,
+                    occur_time INTEGER NOT NULL,
+                    customer_ref TEXT NOT NULL,
+                    product_ref TEXT NOT NULL,
+                    entitlements TEXT NOT NULL,
+                    payload BLOB NOT NULL,
+                    outcome TEXT NOT NULL,
+                    order_id TEXT,
+                    note TEXT,
+                    record_time INTEGER NOT NULL,
+                    UNIQUE (source, event_id)
+                )",
+                "CREATE INDEX payment_events_by_order ON payment_events (order_id, id)",
+                "CREATE INDEX payment_events_by_outcome ON payment_events (outcome, id)",
+                "CREATE INDEX payment_events_by_source ON payment_events (source, id)",
+                "CREATE INDEX payment_events_by_payment ON payment_events (payment_ref)",
+                "CREATE INDEX payment_events_by_order_ref ON payment_events (order_ref)",
+                "CREATE TABLE entitlements (
+                    customer_id TEXT NOT NULL,
+                    entitlement_id TEXT NOT NULL,
+                    product_id TEXT NOT NULL,
+                    lifetime BOOLEAN NOT NULL,
+                    granted_until INTEGER,
+                    expired_through INTEGER,
+                    update_time INTEGER NOT NULL,
+                    PRIMARY KEY (customer_id, entitlement_id)
+                )",
+            ],
+            &[
+                "ALTER TABLE orders ADD COLUMN disputed BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE orders ADD COLUMN attention_reason TEXT",
+                "CREATE TABLE payment_events (
+                    id BIGSERIAL PRIMARY KEY,
+                    source TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    provider TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    order_ref TEXT NOT NULL,
+                    payment_ref TEXT NOT NULL,
+                    refund_ref TEXT NOT NULL,
+                    amount BIGINT NOT NULL,
+                    amount_is_cumulative BOOLEAN NOT NULL,
+                    currency TEXT,
+                    occur_time BIGINT NOT NULL,
+                    customer_ref TEXT NOT NULL,
+                    product_ref TEXT NOT NULL,
+                    entitlements TEXT NOT NULL,
+                    payload BYTEA NOT NULL,
+                    outcome TEXT NOT NULL,
+                    order_id TEXT,
+                    note TEXT,
+                    record_time BIGINT NOT NULL,
+                    UNIQUE (source, event_id)
+                )",
+                "CREATE INDEX payment_events_by_order ON payment_events (order_id, id)",
+                "CREATE INDEX payment_events_by_outcome ON payment_events (outcome, id)",
+                "CREATE INDEX payment_events_by_source ON payment_events (source, id)",
+                "CREATE INDEX payment_events_by_payment ON payment_events (payment_ref)",
+                "CREATE INDEX payment_events_by_order_ref ON payment_events (order_ref)",
+                "CREATE TABLE entitlements (
+                    customer_id TEXT NOT NULL,
+                    entitlement_id TEXT NOT NULL,
+                    product_id TEXT NOT NULL,
+                    lifetime BOOLEAN NOT NULL,
+                    granted_until BIGINT,
+                    expired_through BIGINT,
+                    update_time BIGINT NOT NULL,
+                    PRIMARY KEY (customer_id, entitlement_id)
+                )",
             ],
         )
         .await

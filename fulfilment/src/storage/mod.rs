@@ -4,10 +4,12 @@
 //! [`Writer`] task per process, which batches concurrent writes into one
 //! transaction (group commit) and answers each caller only after the commit.
 
+mod entitlements;
 pub mod entity;
 mod error;
 mod migration;
 mod orders;
+mod payment_events;
 mod row;
 mod writer;
 
@@ -20,6 +22,9 @@ use sea_orm_migration::MigratorTrait;
 pub use error::StorageError;
 pub use migration::Migrator;
 pub use orders::{ChangeState, Command, CreateOrder, ListFilter, OrderPage};
+pub use payment_events::{
+    EventFilter, Reapplied, ReapplyUnmatched, RecordEvent, Recorded, RecordedEvent,
+};
 pub use writer::{Ctx, Mutation, Writer, WriterConfig};
 
 /// How to reach the database.

@@ -10,7 +10,7 @@ use sea_orm::{
 use super::entity::orders::{self, Column};
 use super::row::to_order;
 use super::writer::{Ctx, Mutation};
-use super::{Database, StorageError};
+use super::{Database, StorageError, payment_events};
 use crate::order::{NewOrder, Order, OrderError, OrderId, OrderState, Transition};
 
 /// Which orders to list.
@@ -101,6 +101,36 @@ impl Mutation for CreateOrder {
 
 async fn create(new: &NewOrder, ctx: &mut Ctx<'_>) -> Result<Order, OrderError> {
     let order_id = new.order_id.clone().unwrap_or_else(OrderId::generate);
+    if let Some(row) = create_row(new, order_id.clone(), ctx).await? {
+        // Payment events may have arrived before the order (a webhook racing
+        // the app's CreateOrder): they apply now, in this transaction.
+        return Ok(payment_events::adopt_waiting(ctx, row).await?);
+    }
+
+    if let Some(request_id) = &new.request_id {
+        let first = orders::Entity::find()
+            .filter(Column::RequestId.eq(request_id.as_str()))
+            .one(ctx.txn)
+            .await
+            .map_err(StorageError::from)?;
+        if let Some(first) = first {
+            return if first.request_hash.as_deref() == Some(new.request_hash.as_str()) {
+                Ok(to_order(&first)?)
+            } else {
+                Err(OrderError::RequestIdReused(request_id.clone()))
+            };
+        }
+    }
+    Err(OrderError::AlreadyExists(order_id.as_str().to_owned()))
+}
+
+/// Inserts a new order row and queues it for the feed; `None` when its id or
+/// request id is taken.
+pub(crate) async fn create_row(
+    new: &NewOrder,
+    order_id: OrderId,
+    ctx: &mut Ctx<'_>,
+) -> Result<Option<orders::Model>, StorageError> {
     let encode = |what: &str, e: serde_json::Error| StorageError::Statement(format!("{what}: {e}"));
     let mut row = orders::Model {
         id: 0,
@@ -121,6 +151,8 @@ async fn create(new: &NewOrder, ctx: &mut Ctx<'_>) -> Result<Order, OrderError> 
         fulfil_time: None,
         cancel_time: None,
         cancel_reason: None,
+        disputed: false,
+        attention_reason: None,
     };
 
     // ON CONFLICT DO NOTHING with no target covers both unique keys
@@ -144,6 +176,7 @@ async fn create(new: &NewOrder, ctx: &mut Ctx<'_>) -> Result<Order, OrderError> 
             Column::RequestHash,
             Column::CreateTime,
             Column::UpdateTime,
+            Column::Disputed,
         ])
         .values([
             row.order_id.clone().into(),
@@ -160,38 +193,18 @@ async fn create(new: &NewOrder, ctx: &mut Ctx<'_>) -> Result<Order, OrderError> 
             row.request_hash.clone().into(),
             row.create_time.into(),
             row.update_time.into(),
+            row.disputed.into(),
         ])
         .map_err(|e| StorageError::Statement(e.to_string()))?
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .returning_col(Column::Id);
     let backend = ctx.backend();
-    let inserted = ctx
-        .txn
-        .query_one_raw(backend.build(&insert))
-        .await
-        .map_err(StorageError::from)?;
-
-    if let Some(result) = inserted {
-        row.id = result.try_get("", "id").map_err(StorageError::from)?;
-        ctx.record_change(&row);
-        return Ok(to_order(&row)?);
-    }
-
-    if let Some(request_id) = &new.request_id {
-        let first = orders::Entity::find()
-            .filter(Column::RequestId.eq(request_id.as_str()))
-            .one(ctx.txn)
-            .await
-            .map_err(StorageError::from)?;
-        if let Some(first) = first {
-            return if first.request_hash.as_deref() == Some(new.request_hash.as_str()) {
-                Ok(to_order(&first)?)
-            } else {
-                Err(OrderError::RequestIdReused(request_id.clone()))
-            };
-        }
-    }
-    Err(OrderError::AlreadyExists(row.order_id))
+    let Some(inserted) = ctx.txn.query_one_raw(backend.build(&insert)).await? else {
+        return Ok(None);
+    };
+    row.id = inserted.try_get("", "id")?;
+    ctx.record_change(&row);
+    Ok(Some(row))
 }
 
 /// A command of the app's backend on an order.

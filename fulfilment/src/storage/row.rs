@@ -29,6 +29,8 @@ pub(crate) fn to_order(row: &orders::Model) -> Result<Order, StorageError> {
         fulfil_time: row.fulfil_time.map(UnixMicros),
         cancel_time: row.cancel_time.map(UnixMicros),
         cancel_reason: row.cancel_reason.clone(),
+        disputed: row.disputed,
+        attention_reason: row.attention_reason.clone(),
     })
 }
 

@@ -10,8 +10,14 @@
 
 use std::time::Duration;
 
+use fulfil_proto::v1::entitlement_service_client::EntitlementServiceClient;
 use fulfil_proto::v1::order_service_client::OrderServiceClient;
-use fulfil_proto::v1::{CreateOrderRequest, LineItem, Order};
+use fulfil_proto::v1::payment_event::Kind;
+use fulfil_proto::v1::payment_event_service_client::PaymentEventServiceClient;
+use fulfil_proto::v1::{
+    CreateOrderRequest, LineItem, Order, PaymentEvent, RecordPaymentEventRequest,
+    RecordPaymentEventResponse,
+};
 use fulfilment::server;
 use fulfilment::storage::{Database, DatabaseConfig, WriterConfig};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -29,6 +35,8 @@ pub enum Backend {
 
 pub struct TestApp {
     pub client: OrderServiceClient<Channel>,
+    pub events: PaymentEventServiceClient<Channel>,
+    pub entitlements: EntitlementServiceClient<Channel>,
     pub addr: std::net::SocketAddr,
     pub db: Database,
     stop: Option<oneshot::Sender<()>>,
@@ -106,11 +114,15 @@ impl TestApp {
             .await
             .expect("server failed");
         });
-        let client = OrderServiceClient::connect(format!("http://{addr}"))
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
             .await
             .expect("connect");
         Some(TestApp {
-            client,
+            client: OrderServiceClient::new(channel.clone()),
+            events: PaymentEventServiceClient::new(channel.clone()),
+            entitlements: EntitlementServiceClient::new(channel),
             addr,
             db,
             stop: Some(stop),
@@ -120,27 +132,44 @@ impl TestApp {
         })
     }
 
-    /// Moves an order to PAID as a captured payment would (payment events
-    /// arrive through the adapter; this is the test's shortcut to the state).
+    /// Pays an order in full through RecordPaymentEvent, as the adapter
+    /// would after a provider's "payment succeeded".
     pub async fn mark_paid(&self, order_id: &str) {
-        let backend = self.db.backend();
-        let sql = "UPDATE orders SET state = 'PAID', amount_paid = amount_total, version = version + 1 WHERE order_id = $1";
-        let sql = if backend == DbBackend::Sqlite {
-            sql.replace("$1", "?")
-        } else {
-            sql.to_owned()
-        };
-        let result = self
-            .db
-            .conn()
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [order_id.into()],
-            ))
+        let order = self
+            .client
+            .clone()
+            .get_order(fulfil_proto::v1::GetOrderRequest {
+                order_id: order_id.to_owned(),
+            })
             .await
-            .expect("mark paid");
-        assert_eq!(result.rows_affected(), 1);
+            .expect("get order")
+            .into_inner();
+        let event = PaymentEvent {
+            amount: order.amount_total,
+            currency: order.currency,
+            ..payment_event(
+                &format!("evt_paid_{order_id}"),
+                Kind::PaymentSucceeded,
+                order_id,
+                &format!("pi_{order_id}"),
+                1,
+            )
+        };
+        let response = self.record(event).await;
+        assert_eq!(
+            response.order.map(|o| o.state()),
+            Some(fulfil_proto::v1::order::State::Paid)
+        );
+    }
+
+    /// Records one event through the gRPC API.
+    pub async fn record(&self, event: PaymentEvent) -> RecordPaymentEventResponse {
+        self.events
+            .clone()
+            .record_payment_event(RecordPaymentEventRequest { event: Some(event) })
+            .await
+            .expect("record payment event")
+            .into_inner()
     }
 
     /// Versions recorded in the change feed for one order, in feed order.
@@ -211,6 +240,33 @@ pub fn new_order(customer_id: &str) -> CreateOrderRequest {
         currency: "eur".into(),
         metadata: [("channel".to_owned(), "ios".to_owned())].into(),
         request_id: String::new(),
+    }
+}
+
+/// A Stripe-like event for `order_ref` (may be empty) at provider time `t`
+/// (seconds); amount 0, currency EUR.
+pub fn payment_event(
+    event_id: &str,
+    kind: Kind,
+    order_ref: &str,
+    payment_ref: &str,
+    t: i64,
+) -> PaymentEvent {
+    PaymentEvent {
+        source: "stripe".into(),
+        provider: "stripe".into(),
+        event_id: event_id.into(),
+        kind: kind.into(),
+        event_type: format!("test.{}", kind.as_str_name().to_lowercase()),
+        order_ref: order_ref.into(),
+        payment_ref: payment_ref.into(),
+        currency: "EUR".into(),
+        occur_time: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000 + t,
+            nanos: 0,
+        }),
+        payload: format!("{{\"id\":\"{event_id}\"}}").into_bytes(),
+        ..Default::default()
     }
 }
 

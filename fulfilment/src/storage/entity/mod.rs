@@ -1,4 +1,6 @@
 //! sea-orm entities, one per table.
 
+pub mod entitlements;
 pub mod order_changes;
 pub mod orders;
+pub mod payment_events;

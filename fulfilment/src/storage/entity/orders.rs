@@ -45,6 +45,10 @@ pub struct Model {
     pub cancel_time: Option<i64>,
     /// Given to CancelOrder.
     pub cancel_reason: Option<String>,
+    /// A payment is disputed.
+    pub disputed: bool,
+    /// Why someone should look at the order.
+    pub attention_reason: Option<String>,
 }
 
 /// No relations are navigated through the ORM.

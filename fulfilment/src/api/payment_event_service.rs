@@ -1,0 +1,158 @@
+//! `fulfil.v1.PaymentEventService`: the adapter's entry point, plus audit
+//! listing and the operator's re-apply call.
+
+use fulfil_proto::v1 as pb;
+use pb::payment_event_service_server::PaymentEventService;
+use pb::record_payment_event_response::Outcome as PbOutcome;
+use tonic::{Request, Response, Status};
+
+use super::convert::{event_from_proto, event_to_proto, order_to_proto, timestamp};
+use super::order_service::page_size;
+use super::{page_token, status::invalid_argument};
+use crate::order::{FieldViolation, OrderError};
+use crate::payment_event::Outcome;
+use crate::storage::{Database, EventFilter, ReapplyUnmatched, RecordEvent};
+
+/// Serves `PaymentEventService` from a [`Database`].
+#[derive(Debug, Clone)]
+pub struct PaymentEventApi {
+    db: Database,
+}
+
+impl PaymentEventApi {
+    /// A service over `db`.
+    pub fn new(db: Database) -> Self {
+        PaymentEventApi { db }
+    }
+}
+
+fn outcome_to_proto(outcome: Outcome) -> PbOutcome {
+    match outcome {
+        Outcome::Applied => PbOutcome::Applied,
+        Outcome::Unmatched => PbOutcome::Unmatched,
+        Outcome::Ignored => PbOutcome::Ignored,
+        Outcome::Mismatch => PbOutcome::Mismatch,
+    }
+}
+
+fn outcome_from_proto(value: i32) -> Result<Option<Outcome>, FieldViolation> {
+    match PbOutcome::try_from(value) {
+        Ok(PbOutcome::Unspecified) => Ok(None),
+        Ok(PbOutcome::Applied) => Ok(Some(Outcome::Applied)),
+        Ok(PbOutcome::Unmatched) => Ok(Some(Outcome::Unmatched)),
+        Ok(PbOutcome::Ignored) => Ok(Some(Outcome::Ignored)),
+        Ok(PbOutcome::Mismatch) => Ok(Some(Outcome::Mismatch)),
+        Ok(PbOutcome::Duplicate) | Err(_) => {
+            Err(FieldViolation::new("outcome", "is not a stored outcome"))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentEventService for PaymentEventApi {
+    #[tracing::instrument(skip_all, fields(source, event_id, kind, outcome))]
+    async fn record_payment_event(
+        &self,
+        request: Request<pb::RecordPaymentEventRequest>,
+    ) -> Result<Response<pb::RecordPaymentEventResponse>, Status> {
+        let Some(event) = request.into_inner().event else {
+            return Err(invalid_argument(&[FieldViolation::new(
+                "event",
+                "is required",
+            )]));
+        };
+        let event = event_from_proto(event).map_err(OrderError::InvalidArgument)?;
+        event.validate().map_err(OrderError::InvalidArgument)?;
+        let span = tracing::Span::current();
+        span.record("source", event.source.as_str());
+        span.record("event_id", event.event_id.as_str());
+        span.record("kind", event.kind.as_str());
+
+        let recorded = self.db.writer().submit(RecordEvent(event)).await?;
+        span.record("outcome", recorded.outcome.as_str());
+        tracing::info!(duplicate = recorded.duplicate, "payment event recorded");
+        let first = outcome_to_proto(recorded.outcome);
+        Ok(Response::new(pb::RecordPaymentEventResponse {
+            outcome: if recorded.duplicate {
+                PbOutcome::Duplicate
+            } else {
+                first
+            }
+            .into(),
+            first_outcome: first.into(),
+            order: recorded.order.map(order_to_proto),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_payment_events(
+        &self,
+        request: Request<pb::ListPaymentEventsRequest>,
+    ) -> Result<Response<pb::ListPaymentEventsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let outcome = outcome_from_proto(request.outcome).unwrap_or_else(|v| {
+            violations.push(v);
+            None
+        });
+        let filter = EventFilter {
+            order_id: Some(request.order_id).filter(|s| !s.is_empty()),
+            source: Some(request.source).filter(|s| !s.is_empty()),
+            outcome,
+        };
+        let scope = format!(
+            "events|{}|{}|{}",
+            filter.order_id.as_deref().unwrap_or(""),
+            filter.source.as_deref().unwrap_or(""),
+            filter.outcome.map_or("", Outcome::as_str)
+        );
+        let limit = page_size(request.page_size, &mut violations);
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            page_token::decode(&request.page_token, &scope)
+                .map_err(|why| violations.push(FieldViolation::new("page_token", why)))
+                .ok()
+        };
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        let (events, next) = self
+            .db
+            .list_payment_events(&filter, after, limit, request.include_payload)
+            .await
+            .map_err(OrderError::from)?;
+        Ok(Response::new(pb::ListPaymentEventsResponse {
+            events: events
+                .into_iter()
+                .map(|recorded| pb::RecordedPaymentEvent {
+                    outcome: outcome_to_proto(recorded.outcome).into(),
+                    order_id: recorded.order_id.unwrap_or_default(),
+                    record_time: Some(timestamp(recorded.record_time)),
+                    note: recorded.note.unwrap_or_default(),
+                    event: Some(event_to_proto(recorded.event)),
+                })
+                .collect(),
+            next_page_token: next
+                .map(|n| page_token::encode(n, &scope))
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reapply_unmatched_events(
+        &self,
+        _request: Request<pb::ReapplyUnmatchedEventsRequest>,
+    ) -> Result<Response<pb::ReapplyUnmatchedEventsResponse>, Status> {
+        let counts = self.db.writer().submit(ReapplyUnmatched).await?;
+        tracing::info!(
+            applied = counts.applied,
+            still_unmatched = counts.still_unmatched,
+            "unmatched events re-applied"
+        );
+        Ok(Response::new(pb::ReapplyUnmatchedEventsResponse {
+            applied: i32::try_from(counts.applied).unwrap_or(i32::MAX),
+            still_unmatched: i32::try_from(counts.still_unmatched).unwrap_or(i32::MAX),
+        }))
+    }
+}
