@@ -4,8 +4,18 @@
 //!
 //! - [`verify`]: one module per signature scheme (`verify::stripe`, …).
 //! - [`normalize`]: one module per provider payload format.
-//! - [`secret`]: secrets that never print.
+//! - [`source`]: configured sources, each a verifier plus a normaliser.
+//! - [`webhook`]: the `POST /webhooks/{source}` handler.
+//! - [`fulfilment_client`]: recording events over gRPC, with retries.
+//! - [`error`]: the one mapping of failures to HTTP responses.
+//! - [`config`], [`server`], [`secret`]: the rest of the process.
 
+pub mod config;
+pub mod error;
+pub mod fulfilment_client;
 pub mod normalize;
 pub mod secret;
+pub mod server;
+pub mod source;
 pub mod verify;
+pub mod webhook;

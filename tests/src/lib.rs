@@ -134,3 +134,35 @@ pub async fn start_fulfilment(dir: &Path, envs: &[(&str, String)]) -> Process {
     )
     .await
 }
+
+/// Starts `adapter serve` on port 0, sending to `fulfilment` (an address),
+/// with the sources document `sources_toml`.
+pub async fn start_adapter(
+    dir: &Path,
+    fulfilment: SocketAddr,
+    sources_toml: &str,
+    envs: &[(&str, String)],
+) -> Process {
+    let mut all = vec![
+        ("FULFIL_ADAPTER_ADDR", "127.0.0.1:0".to_owned()),
+        ("FULFIL_FULFILMENT_URL", format!("http://{fulfilment}")),
+        ("FULFIL_SOURCES_TOML", sources_toml.to_owned()),
+    ];
+    all.extend(envs.iter().cloned());
+    Process::start(
+        &binary("adapter"),
+        &["serve"],
+        &all,
+        dir,
+        "HTTP server listening",
+    )
+    .await
+}
+
+/// An HTTP client. Installs the process's TLS crypto provider (ring) first:
+/// the workspace builds reqwest without one, to avoid a second C-built
+/// crypto library.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

@@ -1,0 +1,286 @@
+//! The adapter's HTTP surface against a scripted fulfilment service: what
+//! reaches the service, and how its answers become HTTP statuses.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use adapter::config::parse_sources;
+use adapter::fulfilment_client::FulfilmentClient;
+use adapter::server::{AppState, serve};
+use adapter::source::Sources;
+use adapter::verify::sign;
+use fulfil_proto::v1::payment_event::Kind;
+use fulfil_proto::v1::payment_event_service_server::{
+    PaymentEventService, PaymentEventServiceServer,
+};
+use fulfil_proto::v1::record_payment_event_response::Outcome;
+use fulfil_proto::v1::{
+    ListPaymentEventsRequest, ListPaymentEventsResponse, PaymentEvent,
+    ReapplyUnmatchedEventsRequest, ReapplyUnmatchedEventsResponse, RecordPaymentEventRequest,
+    RecordPaymentEventResponse,
+};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const PADDLE_SECRET: &str = "pdl_test_secret";
+
+/// Answers by event id: "down…" UNAVAILABLE, "bad…" INVALID_ARGUMENT,
+/// anything else APPLIED; keeps what it received.
+#[derive(Default, Clone)]
+struct Scripted {
+    received: Arc<Mutex<Vec<PaymentEvent>>>,
+}
+
+#[tonic::async_trait]
+impl PaymentEventService for Scripted {
+    async fn record_payment_event(
+        &self,
+        request: Request<RecordPaymentEventRequest>,
+    ) -> Result<Response<RecordPaymentEventResponse>, Status> {
+        let event = request.into_inner().event.unwrap_or_default();
+        if event.event_id.starts_with("down") {
+            return Err(Status::unavailable("database down"));
+        }
+        if event.event_id.starts_with("bad") {
+            return Err(Status::invalid_argument("event.currency: required"));
+        }
+        self.received.lock().expect("lock").push(event);
+        Ok(Response::new(RecordPaymentEventResponse {
+            outcome: Outcome::Applied.into(),
+            first_outcome: Outcome::Applied.into(),
+            order: None,
+        }))
+    }
+
+    async fn list_payment_events(
+        &self,
+        _: Request<ListPaymentEventsRequest>,
+    ) -> Result<Response<ListPaymentEventsResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
+    async fn reapply_unmatched_events(
+        &self,
+        _: Request<ReapplyUnmatchedEventsRequest>,
+    ) -> Result<Response<ReapplyUnmatchedEventsResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+}
+
+struct Harness {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<PaymentEvent>>>,
+    http: reqwest::Client,
+}
+
+async fn start() -> Harness {
+    let scripted = Scripted::default();
+    let received = scripted.received.clone();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let grpc_addr = grpc.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(PaymentEventServiceServer::new(scripted))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
+    );
+
+    let sources = format!(
+        r#"
+        [sources.acme]
+        kind = "standard"
+        secrets = ["{STANDARD_SECRET}"]
+        [sources.acme.mapping]
+        event_type = "/type"
+        order_ref = "/data/order"
+        amount = "/data/amount"
+        currency = "/data/currency"
+        succeeded = ["charge.paid"]
+
+        [sources.paddle]
+        kind = "paddle"
+        secrets = ["{PADDLE_SECRET}"]
+        "#
+    );
+    let state = AppState {
+        sources: Sources::new(parse_sources(&sources, &|_| None).expect("sources")).expect("keys"),
+        fulfilment: FulfilmentClient::new(
+            &format!("http://{grpc_addr}"),
+            Duration::from_secs(2),
+            Duration::from_millis(300),
+        )
+        .expect("client"),
+        body_limit: 64 * 1024,
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = http.local_addr().expect("addr");
+    tokio::spawn(serve(http, state, std::future::pending()));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Harness {
+        addr,
+        received,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("time")
+}
+
+impl Harness {
+    async fn post_standard(
+        &self,
+        id: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value, Option<String>) {
+        let mut request = self
+            .http
+            .post(format!("http://{}/webhooks/acme", self.addr))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in sign::standard_headers(STANDARD_SECRET, id, now(), body).expect("sign")
+        {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("post");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let body =
+            serde_json::from_slice(&response.bytes().await.expect("body")).unwrap_or_default();
+        (status, body, retry_after)
+    }
+}
+
+#[tokio::test]
+async fn a_mapped_standard_webhook_reaches_the_service_whole() {
+    let h = start().await;
+    let body = br#"{"type":"charge.paid","data":{"order":"o-1","amount":1250,"currency":"usd"}}"#;
+    let (status, answer, _) = h.post_standard("msg_1", body).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    let received = h.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 1);
+    let event = &received[0];
+    assert_eq!(
+        (event.source.as_str(), event.provider.as_str()),
+        ("acme", "standard")
+    );
+    assert_eq!(
+        event.event_id, "msg_1",
+        "the signed webhook-id is the dedupe key"
+    );
+    assert_eq!(event.kind(), Kind::PaymentSucceeded);
+    assert_eq!(
+        (
+            event.order_ref.as_str(),
+            event.amount,
+            event.currency.as_str()
+        ),
+        ("o-1", 1250, "USD")
+    );
+    assert_eq!(
+        event.payload,
+        body.to_vec(),
+        "the raw body travels byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn an_unavailable_service_is_a_503_with_retry_after() {
+    let h = start().await;
+    let (status, answer, retry_after) = h
+        .post_standard("down_1", br#"{"type":"charge.paid","data":{}}"#)
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "temporarily_unavailable");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert!(
+        !answer.to_string().contains("database down"),
+        "internal errors stay internal"
+    );
+}
+
+#[tokio::test]
+async fn an_event_the_service_refuses_is_a_400() {
+    let h = start().await;
+    let (status, answer, _) = h
+        .post_standard("bad_1", br#"{"type":"charge.paid","data":{}}"#)
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("event_refused")),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn paddle_uses_its_default_mapping_and_5_second_tolerance() {
+    let h = start().await;
+    let body = br#"{"event_id":"evt_p1","event_type":"transaction.completed","occurred_at":"2026-11-29T10:00:00Z",
+        "data":{"id":"txn_1","currency_code":"EUR","custom_data":{"order_id":"o-9"},
+        "details":{"totals":{"grand_total":"3900"}}}}"#;
+    let send = |ts: i64| {
+        h.http
+            .post(format!("http://{}/webhooks/paddle", h.addr))
+            .header("content-type", "application/json")
+            .header(
+                "paddle-signature",
+                sign::paddle_header(PADDLE_SECRET, ts, body),
+            )
+            .body(body.to_vec())
+            .send()
+    };
+    assert_eq!(
+        send(now() - 60).await.expect("post").status().as_u16(),
+        400,
+        "a minute old is stale for Paddle"
+    );
+    assert_eq!(send(now()).await.expect("post").status().as_u16(), 200);
+    let received = h.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        (
+            received[0].kind(),
+            received[0].amount,
+            received[0].order_ref.as_str()
+        ),
+        (Kind::PaymentSucceeded, 3900, "o-9")
+    );
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let h = start().await;
+    for path in ["healthz", "readyz"] {
+        let response = h
+            .http
+            .get(format!("http://{}/{path}", h.addr))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+    }
+    let response = h
+        .http
+        .get(format!("http://{}/nowhere", h.addr))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 404);
+}

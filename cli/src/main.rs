@@ -1,0 +1,81 @@
+//! `fulfil`: Fulfil's local tools.
+//!
+//! - `fulfil up`: the whole stack locally on SQLite.
+//! - `fulfil trigger SOURCE TYPE`: one correctly signed test webhook.
+//! - `fulfil load`: load generator with throughput and latency figures.
+
+mod dev_sources;
+mod events;
+mod load;
+mod signing;
+mod trigger;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fulfil's local tools.
+#[derive(Debug, Parser)]
+#[command(name = "fulfil", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the fulfilment service and the webhook adapter together on SQLite.
+    Up(up::UpArgs),
+    /// Send one correctly signed test webhook to a running adapter.
+    Trigger(trigger::TriggerArgs),
+    /// Send signed webhooks at a fixed concurrency and report throughput and latency.
+    Load(load::LoadArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // reqwest is built without a default TLS provider (one crypto library,
+    // ring, for the whole workspace); install it before any client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FULFIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Trigger(args) => trigger::run(args).await,
+        Command::Load(args) => load::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fulfil: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
