@@ -92,7 +92,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  stop: Ctrl-C");
 
-    crate::shutdown_signal().await;
+    adapter::server::shutdown_signal().await;
     let _ = stop.send(true);
     fulfilment_server.await??;
     adapter_server.await??;

@@ -8,7 +8,6 @@ use fulfil_proto::v1::entitlement_service_server::EntitlementServiceServer;
 use fulfil_proto::v1::order_service_server::OrderServiceServer;
 use fulfil_proto::v1::payment_event_service_server::PaymentEventServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
 use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
@@ -34,7 +33,7 @@ pub async fn open_database(
 ) -> Result<Database, StorageError> {
     let conn = storage::connect(config).await?;
     storage::migrate(&conn).await?;
-    Ok(Database::start(conn, writer))
+    Database::start(conn, config, writer).await
 }
 
 /// Serves gRPC on `listener` until `shutdown` completes, then stops taking new
@@ -73,6 +72,9 @@ pub async fn serve(
         tracing::info!("shutting down: draining in-flight calls");
     };
 
+    // Accepted connections get TCP_NODELAY: gRPC messages are small writes,
+    // and Nagle plus delayed ACKs would hold some back by ~40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -84,7 +86,7 @@ pub async fn serve(
             db.clone(),
         )))
         .add_service(EntitlementServiceServer::new(EntitlementApi::new(db)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }

@@ -97,10 +97,15 @@ pub async fn migrate(conn: &DatabaseConnection) -> Result<(), StorageError> {
 }
 
 impl Database {
-    /// Wraps a migrated pool and starts the writer task.
-    pub fn start(conn: DatabaseConnection, writer: WriterConfig) -> Self {
-        let writer = Writer::spawn(conn.clone(), writer);
-        Database { conn, writer }
+    /// Wraps a migrated pool (for reads) and starts the writer, which
+    /// opens its own connection with the same configuration.
+    pub async fn start(
+        conn: DatabaseConnection,
+        config: &DatabaseConfig,
+        writer: WriterConfig,
+    ) -> Result<Self, StorageError> {
+        let writer = Writer::spawn(config, writer).await?;
+        Ok(Database { conn, writer })
     }
 
     /// The pool, for reads.

@@ -13,7 +13,10 @@
 
 use futures::future::BoxFuture;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use sha2::{Digest, Sha256};
 
 use super::entity::orders;
@@ -77,8 +80,20 @@ fn grants_json(grants: &[Grant]) -> Result<String, StorageError> {
     serde_json::to_string(grants).map_err(|e| StorageError::Statement(format!("entitlements: {e}")))
 }
 
-/// Inserts the ledger row unless (source, event_id) exists; the id if new.
-async fn claim(event: &PaymentEvent, ctx: &Ctx<'_>) -> Result<Option<i64>, StorageError> {
+/// What recording decided before the claim: the ledger row is written once,
+/// complete, by the claim itself.
+struct Decision {
+    outcome: Outcome,
+    order_id: Option<String>,
+    note: Option<String>,
+}
+
+/// Inserts the ledger row unless (source, event_id) exists; false if it did.
+async fn claim(
+    event: &PaymentEvent,
+    decision: &Decision,
+    ctx: &Ctx<'_>,
+) -> Result<bool, StorageError> {
     let mut insert = Query::insert();
     insert
         .into_table(payment_events::Entity)
@@ -100,6 +115,8 @@ async fn claim(event: &PaymentEvent, ctx: &Ctx<'_>) -> Result<Option<i64>, Stora
             Column::Entitlements,
             Column::Payload,
             Column::Outcome,
+            Column::OrderId,
+            Column::Note,
             Column::RecordTime,
         ])
         .values([
@@ -119,7 +136,9 @@ async fn claim(event: &PaymentEvent, ctx: &Ctx<'_>) -> Result<Option<i64>, Stora
             event.product_ref.clone().into(),
             grants_json(&event.entitlements)?.into(),
             event.payload.clone().into(),
-            Outcome::Unmatched.as_str().into(),
+            decision.outcome.as_str().into(),
+            decision.order_id.clone().into(),
+            decision.note.clone().into(),
             ctx.now.0.into(),
         ])
         .map_err(|e| StorageError::Statement(e.to_string()))?
@@ -130,84 +149,102 @@ async fn claim(event: &PaymentEvent, ctx: &Ctx<'_>) -> Result<Option<i64>, Stora
         )
         .returning_col(Column::Id);
     let backend = ctx.backend();
-    match ctx.txn.query_one_raw(backend.build(&insert)).await? {
-        Some(row) => Ok(Some(row.try_get("", "id")?)),
-        None => Ok(None),
-    }
+    Ok(ctx
+        .txn
+        .query_one_raw(backend.build(&insert))
+        .await?
+        .is_some())
 }
 
 async fn record(event: &PaymentEvent, ctx: &mut Ctx<'_>) -> Result<Recorded, StorageError> {
-    let Some(id) = claim(event, ctx).await? else {
-        return duplicate(event, ctx).await;
-    };
-
-    let (outcome, order_id, note) = if event.kind.concerns_order() {
-        match find_order(ctx, &event.order_ref, &event.payment_ref).await? {
+    // Decide with reads only, then claim: a duplicate has then changed
+    // nothing, and the claim writes the ledger row complete in one statement.
+    let mut order = None;
+    let decision = if event.kind.concerns_order() {
+        order = find_order(ctx, &event.order_ref, &event.payment_ref).await?;
+        match &order {
             Some(row) => {
-                let note = mismatch(event.kind, event.amount, event.currency, &row);
-                let outcome = if note.is_some() {
-                    Outcome::Mismatch
-                } else {
-                    Outcome::Applied
-                };
-                (outcome, Some(row.order_id), note)
+                let note = mismatch(event.kind, event.amount, event.currency, row);
+                Decision {
+                    outcome: if note.is_some() {
+                        Outcome::Mismatch
+                    } else {
+                        Outcome::Applied
+                    },
+                    order_id: Some(row.order_id.clone()),
+                    note,
+                }
             }
-            None => (Outcome::Unmatched, None, None),
+            None => Decision {
+                outcome: Outcome::Unmatched,
+                order_id: None,
+                note: None,
+            },
         }
     } else {
-        match event.kind {
-            EventKind::Purchase | EventKind::Renewal => {
-                let order_id = purchase_order(event, ctx).await?;
-                entitlements::grant(
-                    ctx,
-                    &event.customer_ref,
-                    &event.product_ref,
-                    &event.entitlements,
-                )
-                .await?;
-                (Outcome::Applied, Some(order_id), None)
+        let applies = match event.kind {
+            EventKind::Purchase | EventKind::Renewal => true,
+            EventKind::Uncancellation | EventKind::ProductChange | EventKind::Expiration => {
+                !event.entitlements.is_empty()
             }
-            EventKind::Uncancellation | EventKind::ProductChange
-                if !event.entitlements.is_empty() =>
-            {
-                entitlements::grant(
-                    ctx,
-                    &event.customer_ref,
-                    &event.product_ref,
-                    &event.entitlements,
-                )
-                .await?;
-                (Outcome::Applied, None, None)
-            }
-            EventKind::Expiration if !event.entitlements.is_empty() => {
-                entitlements::expire(
-                    ctx,
-                    &event.customer_ref,
-                    &event.product_ref,
-                    &event.entitlements,
-                    event.occur_time.0,
-                )
-                .await?;
-                (Outcome::Applied, None, None)
-            }
-            _ => (Outcome::Ignored, None, None),
+            _ => false,
+        };
+        let order_id = matches!(event.kind, EventKind::Purchase | EventKind::Renewal)
+            .then(|| purchase_order_id(event));
+        Decision {
+            outcome: if applies {
+                Outcome::Applied
+            } else {
+                Outcome::Ignored
+            },
+            order_id,
+            note: None,
         }
     };
 
-    payment_events::Entity::update_many()
-        .col_expr(Column::Outcome, Expr::value(outcome.as_str()))
-        .col_expr(Column::OrderId, Expr::value(order_id.clone()))
-        .col_expr(Column::Note, Expr::value(note))
-        .filter(Column::Id.eq(id))
-        .exec(ctx.txn)
-        .await?;
+    if !claim(event, &decision, ctx).await? {
+        return duplicate(event, ctx).await;
+    }
 
-    let order = match order_id {
-        Some(order_id) => Some(settle(ctx, &order_id).await?),
+    match event.kind {
+        EventKind::Purchase | EventKind::Renewal => {
+            order = Some(purchase_order(event, ctx).await?);
+            entitlements::grant(
+                ctx,
+                &event.customer_ref,
+                &event.product_ref,
+                &event.entitlements,
+            )
+            .await?;
+        }
+        EventKind::Uncancellation | EventKind::ProductChange => {
+            entitlements::grant(
+                ctx,
+                &event.customer_ref,
+                &event.product_ref,
+                &event.entitlements,
+            )
+            .await?;
+        }
+        EventKind::Expiration => {
+            entitlements::expire(
+                ctx,
+                &event.customer_ref,
+                &event.product_ref,
+                &event.entitlements,
+                event.occur_time.0,
+            )
+            .await?;
+        }
+        _ => {}
+    }
+
+    let order = match order {
+        Some(row) => Some(settle(ctx, row, &event.payment_ref).await?),
         None => None,
     };
     Ok(Recorded {
-        outcome,
+        outcome: decision.outcome,
         duplicate: false,
         order,
     })
@@ -300,7 +337,7 @@ fn mismatch(
 /// The order an in-app purchase pays for, created on first sight: in-app
 /// purchases have no order beforehand. Its id derives from the transaction,
 /// so a purchase reported twice (or by two event ids) maps to one order.
-async fn purchase_order(event: &PaymentEvent, ctx: &mut Ctx<'_>) -> Result<String, StorageError> {
+fn purchase_order_id(event: &PaymentEvent) -> String {
     let transaction = if event.payment_ref.is_empty() {
         &event.event_id
     } else {
@@ -308,9 +345,16 @@ async fn purchase_order(event: &PaymentEvent, ctx: &mut Ctx<'_>) -> Result<Strin
     };
     let digest = Sha256::digest(format!("{}\0{transaction}", event.source).as_bytes());
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    let order_id = format!("iap_{hex}");
-    if load_for_update(ctx, &order_id).await?.is_some() {
-        return Ok(order_id);
+    format!("iap_{hex}")
+}
+
+async fn purchase_order(
+    event: &PaymentEvent,
+    ctx: &mut Ctx<'_>,
+) -> Result<orders::Model, StorageError> {
+    let order_id = purchase_order_id(event);
+    if let Some(row) = load_for_update(ctx, &order_id).await? {
+        return Ok(row);
     }
     let currency = event.currency.ok_or_else(|| {
         StorageError::Statement("purchase without currency passed validation".into())
@@ -337,10 +381,13 @@ async fn purchase_order(event: &PaymentEvent, ctx: &mut Ctx<'_>) -> Result<Strin
         request_id: None,
         request_hash: String::new(),
     };
-    // A concurrent replica may have created it since the check: fine, the
-    // insert then does nothing and both use the same order.
-    create_row(&new, OrderId::from_trusted(order_id.clone()), ctx).await?;
-    Ok(order_id)
+    if let Some(row) = create_row(&new, OrderId::from_trusted(order_id.clone()), ctx).await? {
+        return Ok(row);
+    }
+    // A concurrent replica created it since the check: use theirs.
+    load_for_update(ctx, &order_id)
+        .await?
+        .ok_or_else(|| StorageError::Conflict(format!("order {order_id} vanished")))
 }
 
 /// After an order is created: applies the events that were waiting for it.
@@ -348,57 +395,86 @@ pub(crate) async fn adopt_waiting(
     ctx: &mut Ctx<'_>,
     row: orders::Model,
 ) -> Result<Order, StorageError> {
-    if attach_unmatched(ctx, &row).await? == 0 {
-        return to_order(&row);
-    }
-    recompute(ctx, row).await
+    settle(ctx, row, "").await
 }
 
-/// Attaches waiting events to the order, then recomputes it from all its
-/// events. Called whenever an order gains an event.
-pub(crate) async fn settle(ctx: &mut Ctx<'_>, order_id: &str) -> Result<Order, StorageError> {
-    let row = load_for_update(ctx, order_id)
-        .await?
-        .ok_or_else(|| StorageError::Conflict(format!("order {order_id} vanished")))?;
-    attach_unmatched(ctx, &row).await?;
-    recompute(ctx, row).await
+/// An event of an order, or waiting for one, as the sum needs it (no payload).
+#[derive(Debug, FromQueryResult)]
+struct FactRow {
+    id: i64,
+    event_id: String,
+    kind: String,
+    payment_ref: String,
+    refund_ref: String,
+    amount: i64,
+    amount_is_cumulative: bool,
+    currency: Option<String>,
+    occur_time: i64,
+    outcome: String,
+    note: Option<String>,
 }
 
-/// Marks UNMATCHED events that belong to `order` as applied (or mismatched):
-/// those naming it, and those naming no order whose payment is one of its
-/// payments. Repeats, since each attached payment can bring its refunds.
-async fn attach_unmatched(ctx: &Ctx<'_>, order: &orders::Model) -> Result<u64, StorageError> {
-    let mut attached = 0;
-    // Bounded: each round needs a new payment reference to find anything.
+/// Brings an order up to date after it gained an event for payment
+/// `payment_ref` (or came into being): attaches the UNMATCHED events that
+/// belong to it — those naming it, and those naming no order whose payment
+/// is `payment_ref` or the payment of an event attached here — then
+/// recomputes it from all its events. One query in the common case.
+async fn settle(
+    ctx: &mut Ctx<'_>,
+    row: orders::Model,
+    payment_ref: &str,
+) -> Result<Order, StorageError> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut seeds: Vec<String> = Some(payment_ref.to_owned())
+        .filter(|p| !p.is_empty())
+        .into_iter()
+        .collect();
+    // Bounded: another round needs a payment reference not seen before.
     for _ in 0..8 {
-        let payments: Vec<String> = payment_events::Entity::find()
+        let rows: Vec<FactRow> = payment_events::Entity::find()
             .select_only()
-            .column(Column::PaymentRef)
-            .distinct()
-            .filter(Column::OrderId.eq(order.order_id.as_str()))
-            .filter(Column::PaymentRef.ne(""))
-            .into_tuple()
-            .all(ctx.txn)
-            .await?;
-        let waiting = payment_events::Entity::find()
-            .filter(Column::Outcome.eq(Outcome::Unmatched.as_str()))
+            .columns([
+                Column::Id,
+                Column::EventId,
+                Column::Kind,
+                Column::PaymentRef,
+                Column::RefundRef,
+                Column::Amount,
+                Column::AmountIsCumulative,
+                Column::Currency,
+                Column::OccurTime,
+                Column::Outcome,
+                Column::Note,
+            ])
             .filter(
-                Column::OrderRef
-                    .eq(order.order_id.as_str())
-                    .or(Column::OrderRef
-                        .eq("")
-                        .and(Column::PaymentRef.is_in(payments))),
+                Column::OrderId.eq(row.order_id.as_str()).or(Column::Outcome
+                    .eq(Outcome::Unmatched.as_str())
+                    .and(
+                        Column::OrderRef
+                            .eq(row.order_id.as_str())
+                            .or(Column::OrderRef
+                                .eq("")
+                                .and(Column::PaymentRef.is_in(seeds.clone()))),
+                    )),
             )
+            .order_by_asc(Column::OccurTime)
+            .order_by_asc(Column::EventId)
+            .into_model()
             .all(ctx.txn)
             .await?;
+        seen.append(&mut seeds);
+        let waiting: Vec<&FactRow> = rows
+            .iter()
+            .filter(|r| r.outcome == Outcome::Unmatched.as_str())
+            .collect();
         if waiting.is_empty() {
-            break;
+            return recompute(ctx, row, rows).await;
         }
         for event in waiting {
             let kind = EventKind::parse(&event.kind)
                 .ok_or_else(|| StorageError::Corrupt(format!("event {}: kind", event.event_id)))?;
             let currency = event.currency.as_deref().and_then(Currency::parse);
-            let note = mismatch(kind, event.amount, currency, order);
+            let note = mismatch(kind, event.amount, currency, &row);
             let outcome = if note.is_some() {
                 Outcome::Mismatch
             } else {
@@ -406,41 +482,51 @@ async fn attach_unmatched(ctx: &Ctx<'_>, order: &orders::Model) -> Result<u64, S
             };
             payment_events::Entity::update_many()
                 .col_expr(Column::Outcome, Expr::value(outcome.as_str()))
-                .col_expr(Column::OrderId, Expr::value(order.order_id.clone()))
+                .col_expr(Column::OrderId, Expr::value(row.order_id.clone()))
                 .col_expr(Column::Note, Expr::value(note))
                 .filter(Column::Id.eq(event.id))
                 .exec(ctx.txn)
                 .await?;
-            attached += 1;
+            if !event.payment_ref.is_empty()
+                && !seen.contains(&event.payment_ref)
+                && !seeds.contains(&event.payment_ref)
+            {
+                seeds.push(event.payment_ref.clone());
+            }
         }
+        // Loop: re-read so the attached events count with their new outcome.
     }
-    Ok(attached)
+    Err(StorageError::Conflict(format!(
+        "order {}: too many chained events to attach",
+        row.order_id
+    )))
 }
 
 /// Recomputes amounts, flags and state from the order's applied events and
 /// its commands; writes a new version only if something changed.
-async fn recompute(ctx: &mut Ctx<'_>, row: orders::Model) -> Result<Order, StorageError> {
-    let events = payment_events::Entity::find()
-        .filter(Column::OrderId.eq(row.order_id.as_str()))
-        .filter(Column::Outcome.is_in([Outcome::Applied.as_str(), Outcome::Mismatch.as_str()]))
-        .order_by_asc(Column::OccurTime)
-        .order_by_asc(Column::EventId)
-        .all(ctx.txn)
-        .await?;
+async fn recompute(
+    ctx: &mut Ctx<'_>,
+    row: orders::Model,
+    events: Vec<FactRow>,
+) -> Result<Order, StorageError> {
     let mut facts = Vec::with_capacity(events.len());
     let mut attention = None;
-    for event in &events {
+    for event in events {
         if event.outcome == Outcome::Mismatch.as_str() {
             // The earliest mismatch by provider time explains the flag.
-            attention = attention.or_else(|| event.note.clone());
+            attention = attention.or(event.note);
             continue;
         }
+        if event.outcome != Outcome::Applied.as_str() {
+            continue;
+        }
+        let kind = EventKind::parse(&event.kind)
+            .ok_or_else(|| StorageError::Corrupt(format!("event {}: kind", event.event_id)))?;
         facts.push(Fact {
-            event_id: event.event_id.clone(),
-            kind: EventKind::parse(&event.kind)
-                .ok_or_else(|| StorageError::Corrupt(format!("event {}: kind", event.event_id)))?,
-            payment_ref: event.payment_ref.clone(),
-            refund_ref: event.refund_ref.clone(),
+            event_id: event.event_id,
+            kind,
+            payment_ref: event.payment_ref,
+            refund_ref: event.refund_ref,
             amount: event.amount,
             amount_is_cumulative: event.amount_is_cumulative,
             occur_time: event.occur_time,
@@ -517,7 +603,7 @@ async fn reapply(ctx: &mut Ctx<'_>) -> Result<Reapplied, StorageError> {
         }
         match find_order(ctx, &event.order_ref, &event.payment_ref).await? {
             Some(order) => {
-                settle(ctx, &order.order_id).await?;
+                settle(ctx, order, &event.payment_ref).await?;
                 applied += 1;
             }
             None => still_unmatched += 1,
