@@ -13,12 +13,14 @@ use serde_json::{Value, json};
 
 fn stripe_event() -> Vec<u8> {
     let mut object: Value =
-        serde_json::from_str(include_str!("../testdata/stripe/payment_intent.json")).expect("fixture");
+        serde_json::from_str(include_str!("../testdata/stripe/payment_intent.json"))
+            .expect("fixture");
     object["amount_received"] = json!(3900);
     object["currency"] = json!("eur");
     object["status"] = json!("succeeded");
     object["metadata"] = json!({ "order_id": "ord_bench" });
-    let mut event: Value = serde_json::from_str(include_str!("../testdata/stripe/event.json")).expect("fixture");
+    let mut event: Value =
+        serde_json::from_str(include_str!("../testdata/stripe/event.json")).expect("fixture");
     event["type"] = json!("payment_intent.succeeded");
     event["data"] = json!({ "object": object });
     serde_json::to_vec(&event).expect("json")
@@ -33,15 +35,38 @@ fn benches(c: &mut Criterion) {
 
     let mut headers = HeaderMap::new();
     let header = sign::stripe_header("whsec_current", t, &body);
-    headers.insert("stripe-signature", HeaderValue::from_str(&header).expect("header"));
+    headers.insert(
+        "stripe-signature",
+        HeaderValue::from_str(&header).expect("header"),
+    );
     let one = [Secret::new("whsec_current")];
     group.bench_function("stripe_verify", |b| {
-        b.iter(|| stripe::verify(black_box(&headers), black_box(&body), &one, stripe::DEFAULT_TOLERANCE, at))
+        b.iter(|| {
+            stripe::verify(
+                black_box(&headers),
+                black_box(&body),
+                &one,
+                stripe::DEFAULT_TOLERANCE,
+                at,
+            )
+        })
     });
     // Rotation: the matching secret is the last of three.
-    let three = [Secret::new("whsec_a"), Secret::new("whsec_b"), Secret::new("whsec_current")];
+    let three = [
+        Secret::new("whsec_a"),
+        Secret::new("whsec_b"),
+        Secret::new("whsec_current"),
+    ];
     group.bench_function("stripe_verify_rotation_3_secrets", |b| {
-        b.iter(|| stripe::verify(black_box(&headers), black_box(&body), &three, stripe::DEFAULT_TOLERANCE, at))
+        b.iter(|| {
+            stripe::verify(
+                black_box(&headers),
+                black_box(&body),
+                &three,
+                stripe::DEFAULT_TOLERANCE,
+                at,
+            )
+        })
     });
 
     let key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -51,11 +76,21 @@ fn benches(c: &mut Criterion) {
     }
     let keys = [standard::StandardKey::parse(&Secret::new(key)).expect("key")];
     group.bench_function("standard_verify", |b| {
-        b.iter(|| standard::verify(black_box(&sw), black_box(&body), &keys, standard::DEFAULT_TOLERANCE, at))
+        b.iter(|| {
+            standard::verify(
+                black_box(&sw),
+                black_box(&body),
+                &keys,
+                standard::DEFAULT_TOLERANCE,
+                at,
+            )
+        })
     });
 
     let ctx = Context::new("stripe", Provider::Stripe);
-    group.bench_function("stripe_normalize", |b| b.iter(|| normalize(black_box(&ctx), black_box(&body))));
+    group.bench_function("stripe_normalize", |b| {
+        b.iter(|| normalize(black_box(&ctx), black_box(&body)))
+    });
     group.finish();
 }
 

@@ -1,15 +1,17 @@
 //! Recording provider events exactly once and applying them to orders.
 //!
 //! [`RecordEvent`] runs inside the writer's transaction:
-//! 1. claim `(source, event_id)` in the ledger (`INSERT … ON CONFLICT DO
-//!    NOTHING`): a duplicate, concurrent or late, finds the claim taken and
-//!    changes nothing;
-//! 2. find the order (by `order_ref`, else by a payment already recorded on
-//!    an order), or create it for an in-app purchase;
-//! 3. check amount and currency, record the outcome;
+//! 1. decide, with reads only: find the order (by `order_ref`, else by a
+//!    payment already recorded on an order; locked on PostgreSQL), check
+//!    amount and currency, pick the outcome;
+//! 2. claim `(source, event_id)` by inserting the complete ledger row with
+//!    `INSERT … ON CONFLICT DO NOTHING`: a duplicate, concurrent or late,
+//!    finds the claim taken, has changed nothing, and answers DUPLICATE;
+//! 3. apply side effects: create the order of an in-app purchase, grant or
+//!    expire entitlements;
 //! 4. attach events that were waiting for this order, and recompute the
 //!    order from the whole set of its events (so arrival order never
-//!    matters), bumping `version` only if something changed.
+//!    matters), writing a new version only if something changed.
 
 use futures::future::BoxFuture;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
