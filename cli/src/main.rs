@@ -3,6 +3,7 @@
 //! - `fulfil up`: the whole stack locally on SQLite.
 //! - `fulfil trigger SOURCE TYPE`: one correctly signed test webhook.
 //! - `fulfil load`: load generator with throughput and latency figures.
+//! - `fulfil watch`: order changes as they happen.
 
 mod dev_sources;
 mod events;
@@ -10,6 +11,7 @@ mod load;
 mod signing;
 mod trigger;
 mod up;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,8 @@ enum Command {
     Trigger(trigger::TriggerArgs),
     /// Send signed webhooks at a fixed concurrency and report throughput and latency.
     Load(load::LoadArgs),
+    /// Print order changes as they happen (resumable with --after CURSOR).
+    Watch(watch::WatchArgs),
 }
 
 #[tokio::main]
@@ -49,6 +53,7 @@ async fn main() -> ExitCode {
         Command::Up(args) => up::run(args).await,
         Command::Trigger(args) => trigger::run(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -55,8 +55,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let fulfilment_server =
-        tokio::spawn(fulfilment::server::serve(grpc, db, wait(stopped.clone())));
+    let fulfilment_server = tokio::spawn(fulfilment::server::serve(
+        grpc,
+        db,
+        fulfilment::stream::StreamConfig::default(),
+        wait(stopped.clone()),
+    ));
     let state = adapter::server::AppState {
         sources,
         fulfilment: FulfilmentClient::new(

@@ -70,6 +70,7 @@ async fn up_then_trigger_pays_an_order() {
         .expect("sources file written");
     assert!(sources.contains("whsec_"), "secrets generated");
 
+    let grpc_url = grpc.clone();
     let mut orders = OrderServiceClient::connect(grpc).await.expect("connect");
     let order = orders
         .create_order(CreateOrderRequest {
@@ -115,6 +116,31 @@ async fn up_then_trigger_pays_an_order() {
         .expect("get")
         .into_inner();
     assert_eq!(paid.state(), State::Paid);
+
+    // `fulfil watch` prints the order's current state first.
+    let mut watch = Command::new(FULFIL)
+        .args([
+            "watch",
+            "--order-id",
+            &order.order_id,
+            "--grpc-url",
+            &grpc_url,
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start fulfil watch");
+    let mut watched = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), watched.next_line())
+        .await
+        .expect("a line in time")
+        .expect("read")
+        .expect("a line");
+    assert!(
+        first.contains(&order.order_id) && first.contains("PAID"),
+        "{first}"
+    );
+    drop(watch);
 
     for (source, kind) in [
         ("revenuecat", "INITIAL_PURCHASE"),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::storage::{DatabaseConfig, WriterConfig};
+use crate::stream::StreamConfig;
 
 /// The default database: an SQLite file in the working directory, created if
 /// missing.
@@ -56,6 +57,15 @@ pub struct ServeArgs {
     /// Most writes committed together in one transaction (group commit).
     #[arg(long, env = "FULFIL_WRITE_BATCH_MAX", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub write_batch_max: u64,
+    /// Seconds between Progress messages on idle order streams.
+    #[arg(long, env = "FULFIL_WATCH_HEARTBEAT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch_heartbeat_secs: u64,
+    /// Milliseconds between looks for changes committed by other replicas.
+    #[arg(long, env = "FULFIL_FEED_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_poll_ms: u64,
+    /// Hours of change history kept for resuming streams.
+    #[arg(long, env = "FULFIL_FEED_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_retention_hours: u64,
     /// Seconds to let in-flight calls finish after SIGTERM before exiting.
     #[arg(long, env = "FULFIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -88,6 +98,16 @@ impl DatabaseArgs {
 }
 
 impl ServeArgs {
+    /// The streams' tuning.
+    pub fn stream_config(&self) -> StreamConfig {
+        StreamConfig {
+            heartbeat: Duration::from_secs(self.watch_heartbeat_secs),
+            poll: Duration::from_millis(self.feed_poll_ms),
+            retention: Duration::from_secs(self.feed_retention_hours.saturating_mul(3600)),
+            ..StreamConfig::default()
+        }
+    }
+
     /// The writer's tuning.
     pub fn writer_config(&self) -> WriterConfig {
         WriterConfig {

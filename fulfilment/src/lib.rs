@@ -4,6 +4,7 @@
 //! - [`order`]: the domain (orders, validation, the state machine).
 //! - [`payment_event`]: provider events and how they add up on an order.
 //! - [`storage`]: SQLite/PostgreSQL persistence with a group-commit writer.
+//! - [`stream`]: resumable, gap-free streams of order changes.
 //! - [`api`]: gRPC services and the single error-to-status mapping.
 //! - [`server`]: assembling and running the server.
 
@@ -14,4 +15,5 @@ pub mod order;
 pub mod payment_event;
 pub mod server;
 pub mod storage;
+pub mod stream;
 pub mod telemetry;

@@ -41,9 +41,14 @@ async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, database = %redacted_url(&config.url), backend = ?db.backend(), "gRPC server listening");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, db, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(server::serve(
+        listener,
+        db,
+        args.stream_config(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     shutdown_signal().await;
     let _ = stop_tx.send(());
     let grace = Duration::from_secs(args.shutdown_grace_secs);

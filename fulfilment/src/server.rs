@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
 use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
+use crate::stream::{Hub, StreamConfig};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +42,10 @@ pub async fn open_database(
 pub async fn serve(
     listener: TcpListener,
     db: Database,
+    streams: StreamConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let hub = Hub::start(db.clone(), streams).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<OrderServiceServer<OrderApi>>().await;
     health
@@ -61,8 +64,12 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let stopping = hub.clone();
     let shutdown = async move {
         shutdown.await;
+        // Streams end first, with UNAVAILABLE, so clients reconnect to
+        // another replica and resume from their cursor.
+        stopping.shut_down();
         health
             .set_not_serving::<OrderServiceServer<OrderApi>>()
             .await;
@@ -81,7 +88,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(OrderServiceServer::new(OrderApi::new(db.clone())))
+        .add_service(OrderServiceServer::new(OrderApi::new(hub)))
         .add_service(PaymentEventServiceServer::new(PaymentEventApi::new(
             db.clone(),
         )))

@@ -8,6 +8,8 @@ use super::convert::{draft_from_proto, order_to_proto, state_from_proto};
 use super::{page_token, status::invalid_argument};
 use crate::order::{FieldViolation, OrderError, OrderId};
 use crate::storage::{ChangeState, Command, CreateOrder, Database, ListFilter};
+use crate::stream::watch::{Event, Selector};
+use crate::stream::{Hub, cursor};
 
 /// Orders listed per page when the client does not say.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -15,16 +17,31 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 500;
 const MAX_CANCEL_REASON_LEN: usize = 500;
 
-/// Serves `OrderService` from a [`Database`].
+/// Serves `OrderService` from a [`Database`], streams from a [`Hub`].
 #[derive(Debug, Clone)]
 pub struct OrderApi {
     db: Database,
+    hub: Hub,
 }
 
 impl OrderApi {
-    /// A service over `db`.
-    pub fn new(db: Database) -> Self {
-        OrderApi { db }
+    /// A service over `hub`'s database.
+    pub fn new(hub: Hub) -> Self {
+        OrderApi {
+            db: hub.db().clone(),
+            hub,
+        }
+    }
+}
+
+/// Messages queued per stream before the stream's task waits for the client.
+const STREAM_QUEUE: usize = 16;
+
+fn change(entry: &crate::storage::FeedEntry) -> pb::OrderChange {
+    pb::OrderChange {
+        order: Some(order_to_proto(entry.order.clone())),
+        cursor: cursor::encode(entry.seq),
+        commit_time: Some(super::convert::timestamp(entry.commit_time)),
     }
 }
 
@@ -60,6 +77,143 @@ fn expected_version(raw: i64) -> Result<Option<i64>, Status> {
 
 #[tonic::async_trait]
 impl OrderService for OrderApi {
+    type WatchOrderStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchOrderResponse, Status>>;
+    type WatchOrdersStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchOrdersResponse, Status>>;
+
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn watch_order(
+        &self,
+        request: Request<pb::WatchOrderRequest>,
+    ) -> Result<Response<Self::WatchOrderStream>, Status> {
+        use pb::watch_order_response::Event as Out;
+        let order_id = order_id_field(&request.get_ref().order_id)?;
+        // Position first, then the order: every change after the position
+        // is at least as new as the order sent first, and older versions
+        // are skipped below.
+        let head = self.db.feed_head().await.map_err(OrderError::from)?;
+        let order = self
+            .db
+            .get_order(&order_id)
+            .await
+            .map_err(OrderError::from)?
+            .ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+        let first = pb::WatchOrderResponse {
+            event: Some(Out::Change(pb::OrderChange {
+                order: Some(order_to_proto(order.clone())),
+                cursor: cursor::encode(head),
+                commit_time: Some(super::convert::timestamp(order.update_time)),
+            })),
+        };
+        tx.send(Ok(first))
+            .await
+            .map_err(|_| Status::cancelled("client went away"))?;
+        let selector = Selector {
+            order_id: Some(order_id),
+            ..Selector::default()
+        };
+        let mut sent_version = order.version;
+        tokio::spawn(crate::stream::watch::run(
+            self.hub.clone(),
+            selector,
+            head,
+            tx,
+            move |event| {
+                pb::WatchOrderResponse {
+                    event: Some(match event {
+                        Event::Change(entry) if entry.order.version > sent_version => {
+                            sent_version = entry.order.version;
+                            Out::Change(change(&entry))
+                        }
+                        // A version already sent (it was current when the
+                        // stream began): report progress instead.
+                        Event::Change(entry) => Out::Progress(pb::Progress {
+                            cursor: cursor::encode(entry.seq),
+                        }),
+                        Event::Progress(seq) => Out::Progress(pb::Progress {
+                            cursor: cursor::encode(seq),
+                        }),
+                    }),
+                }
+            },
+        ));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_orders(
+        &self,
+        request: Request<pb::WatchOrdersRequest>,
+    ) -> Result<Response<Self::WatchOrdersStream>, Status> {
+        use pb::watch_orders_request::Start;
+        use pb::watch_orders_response::Event as Out;
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let mut states = Vec::new();
+        for (i, value) in request.states.iter().enumerate() {
+            match state_from_proto(*value) {
+                Some(state) => states.push(state),
+                None => violations.push(FieldViolation::new(
+                    format!("states[{i}]"),
+                    "is not a known order state",
+                )),
+            }
+        }
+        let start = match request.start {
+            None | Some(Start::FromNow(_)) => {
+                self.db.feed_head().await.map_err(OrderError::from)?
+            }
+            Some(Start::FromBeginning(_)) => {
+                self.db.feed_horizon().await.map_err(OrderError::from)?
+            }
+            Some(Start::AfterCursor(text)) => match cursor::decode(&text) {
+                Some(seq) => {
+                    if seq < self.db.feed_horizon().await.map_err(OrderError::from)? {
+                        return Err(crate::stream::watch::StreamError::CursorExpired.into());
+                    }
+                    seq
+                }
+                None => {
+                    violations.push(FieldViolation::new(
+                        "after_cursor",
+                        "is not a cursor this service issued",
+                    ));
+                    0
+                }
+            },
+        };
+        if !violations.is_empty() {
+            return Err(invalid_argument(&violations));
+        }
+        let selector = Selector {
+            order_id: None,
+            customer_id: Some(request.customer_id).filter(|c| !c.is_empty()),
+            states,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+        tokio::spawn(crate::stream::watch::run(
+            self.hub.clone(),
+            selector,
+            start,
+            tx,
+            |event| pb::WatchOrdersResponse {
+                event: Some(match event {
+                    Event::Change(entry) => Out::Change(change(&entry)),
+                    Event::Progress(seq) => Out::Progress(pb::Progress {
+                        cursor: cursor::encode(seq),
+                    }),
+                }),
+            },
+        ));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     #[tracing::instrument(skip_all, fields(order_id, customer_id = %request.get_ref().customer_id))]
     async fn create_order(
         &self,

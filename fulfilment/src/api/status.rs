@@ -121,6 +121,30 @@ impl From<OrderError> for Status {
     }
 }
 
+impl From<crate::stream::watch::StreamError> for Status {
+    fn from(err: crate::stream::watch::StreamError) -> Self {
+        use crate::stream::watch::StreamError;
+        let message = err.to_string();
+        match err {
+            StreamError::CursorExpired => status(
+                Code::OutOfRange,
+                message,
+                "CURSOR_EXPIRED",
+                &[],
+                ErrorDetails::new(),
+            ),
+            StreamError::ShuttingDown => status(
+                Code::Unavailable,
+                message,
+                "SHUTTING_DOWN",
+                &[],
+                ErrorDetails::new(),
+            ),
+            StreamError::Storage(err) => storage(&err),
+        }
+    }
+}
+
 /// UNAVAILABLE (retry) for database trouble, INTERNAL for data that cannot
 /// be decoded or statements that cannot be built; details stay in the log.
 pub fn storage(err: &StorageError) -> Status {

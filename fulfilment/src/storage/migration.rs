@@ -12,7 +12,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Orders), Box::new(M0002PaymentEvents)]
+        vec![
+            Box::new(M0001Orders),
+            Box::new(M0002PaymentEvents),
+            Box::new(M0003FeedHorizon),
+        ]
     }
 }
 
@@ -227,5 +231,27 @@ impl MigrationTrait for M0002PaymentEvents {
             ],
         )
         .await
+    }
+}
+
+/// How far the change feed has been pruned, so an expired cursor is told
+/// apart from one that points into a hole left by a rolled-back write.
+struct M0003FeedHorizon;
+
+impl MigrationName for M0003FeedHorizon {
+    fn name(&self) -> &str {
+        "m0003_feed_horizon"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003FeedHorizon {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let statements = [
+            "CREATE TABLE feed_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), pruned_through BIGINT NOT NULL)",
+            "INSERT INTO feed_horizon (id, pruned_through) VALUES (1, 0)",
+            "CREATE INDEX order_changes_by_commit_time ON order_changes (commit_time)",
+        ];
+        run_all(manager, &statements, &statements).await
     }
 }

@@ -7,6 +7,7 @@
 mod entitlements;
 pub mod entity;
 mod error;
+mod feed;
 mod migration;
 mod orders;
 mod payment_events;
@@ -20,6 +21,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, Tr
 use sea_orm_migration::MigratorTrait;
 
 pub use error::StorageError;
+pub use feed::{FeedEntry, PruneFeed};
 pub use migration::Migrator;
 pub use orders::{ChangeState, Command, CreateOrder, ListFilter, OrderPage};
 pub use payment_events::{

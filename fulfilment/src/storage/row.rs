@@ -34,6 +34,13 @@ pub(crate) fn to_order(row: &orders::Model) -> Result<Order, StorageError> {
     })
 }
 
+/// Decodes a feed snapshot back into an order.
+pub(crate) fn snapshot_to_order(snapshot: &str) -> Result<Order, StorageError> {
+    let row: orders::Model = serde_json::from_str(snapshot)
+        .map_err(|e| StorageError::Corrupt(format!("feed snapshot: {e}")))?;
+    to_order(&row)
+}
+
 /// The feed row recording `row` as committed at `now`. The snapshot leaves
 /// out the creating request's idempotency data, which is nobody's business.
 pub(crate) fn feed_row(

@@ -90,6 +90,7 @@ impl Default for WriterConfig {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -110,6 +111,7 @@ impl Writer {
         config: WriterConfig,
     ) -> Result<Self, StorageError> {
         let (jobs, rx) = mpsc::channel(config.queue.max(1));
+        let (committed, commits) = tokio::sync::watch::channel(0u64);
         let (started, start_result) = oneshot::channel::<Result<(), StorageError>>();
         let database = DatabaseConfig {
             max_connections: 1,
@@ -135,7 +137,7 @@ impl Writer {
                     match super::connect(&database).await {
                         Ok(conn) => {
                             let _ = started.send(Ok(()));
-                            run(conn, rx, max_batch).await;
+                            run(conn, rx, max_batch, committed).await;
                         }
                         Err(err) => {
                             let _ = started.send(Err(err));
@@ -147,7 +149,13 @@ impl Writer {
         start_result
             .await
             .map_err(|_| StorageError::WriterStopped)??;
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, commits })
+    }
+
+    /// Counts committed batches that appended to the change feed; the feed
+    /// follower wakes on it instead of polling.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Applies `mutation` and returns its output once it is committed.
@@ -205,9 +213,16 @@ impl<M: Mutation> Job for PendingJob<M> {
     }
 }
 
-async fn run(conn: DatabaseConnection, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+async fn run(
+    conn: DatabaseConnection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    committed: tokio::sync::watch::Sender<u64>,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
+        // Whatever happens to this batch, followers may look at the feed.
+        let _notify = Notify(&committed);
         let size = batch.len();
         match commit_batch(&conn, &mut batch).await {
             Ok(()) => finish_all(&mut batch, Ok(())),
@@ -227,6 +242,15 @@ async fn run(conn: DatabaseConnection, mut rx: mpsc::Receiver<Box<dyn Job>>, max
                 }
             }
         }
+    }
+}
+
+/// Bumps the commit counter when dropped (after the batch is answered).
+struct Notify<'a>(&'a tokio::sync::watch::Sender<u64>);
+
+impl Drop for Notify<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

@@ -81,6 +81,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, writer: WriterConfig) -> Option<TestApp> {
+        // Short heartbeats so stream tests see Progress without waiting.
+        let streams = fulfilment::stream::StreamConfig {
+            heartbeat: Duration::from_millis(200),
+            ..Default::default()
+        };
         let (url, dir, pg_db) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -108,7 +113,7 @@ impl TestApp {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = db.clone();
         let server = tokio::spawn(async move {
-            server::serve(listener, serving, async move {
+            server::serve(listener, serving, streams, async move {
                 let _ = stopped.await;
             })
             .await
@@ -170,6 +175,13 @@ impl TestApp {
             .await
             .expect("record payment event")
             .into_inner()
+    }
+
+    /// Starts the server's graceful shutdown.
+    pub fn stop_server(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Versions recorded in the change feed for one order, in feed order.

@@ -1,0 +1,120 @@
+//! One feed follower per process, fanning changes out to subscribers.
+//!
+//! The follower reads each committed change once from the database, in feed
+//! order, and broadcasts it. It wakes when this process's writer commits
+//! and, for changes committed through other replicas, every `poll`. The
+//! database stays the source of truth: a subscriber that misses broadcasts
+//! (it was too slow) reads them back from the database.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use super::StreamConfig;
+use crate::order::UnixMicros;
+use crate::storage::{Database, FeedEntry, PruneFeed, StorageError};
+
+/// Changes read per database round trip.
+pub const PAGE: u64 = 500;
+
+/// Handle to the process's feed follower. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    db: Database,
+    changes: broadcast::Sender<Arc<FeedEntry>>,
+    stopping: watch::Sender<bool>,
+    config: StreamConfig,
+}
+
+impl Hub {
+    /// Starts the follower and the pruner on the current runtime.
+    pub async fn start(db: Database, config: StreamConfig) -> Result<Self, StorageError> {
+        let head = db.feed_head().await?;
+        let (changes, _) = broadcast::channel(config.buffer.max(16));
+        let (stopping, _) = watch::channel(false);
+        let hub = Hub {
+            db,
+            changes,
+            stopping,
+            config,
+        };
+        tokio::spawn(follow(hub.clone(), head));
+        tokio::spawn(prune(hub.clone()));
+        Ok(hub)
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> StreamConfig {
+        self.config
+    }
+
+    /// Live changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEntry>> {
+        self.changes.subscribe()
+    }
+
+    /// Completes when the server starts shutting down.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Ends every stream (with UNAVAILABLE) and stops following.
+    pub fn shut_down(&self) {
+        self.stopping.send_replace(true);
+    }
+}
+
+async fn follow(hub: Hub, mut last: i64) {
+    let mut commits = hub.db.writer().commits();
+    let mut stopping = hub.stopping();
+    let mut poll = tokio::time::interval(hub.config.poll);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = poll.tick() => {}
+            () = super::watch::stopped(&mut stopping) => return,
+        }
+        loop {
+            let entries = match hub.db.feed_after(last, PAGE, None).await {
+                Ok(entries) => entries,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the change feed; retrying");
+                    break;
+                }
+            };
+            let full = entries.len() as u64 == PAGE;
+            for entry in entries {
+                last = entry.seq;
+                // No receivers is fine: nobody is watching.
+                let _ = hub.changes.send(Arc::new(entry));
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+async fn prune(hub: Hub) {
+    let mut stopping = hub.stopping();
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = super::watch::stopped(&mut stopping) => return,
+        }
+        let retention = i64::try_from(hub.config.retention.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = UnixMicros(UnixMicros::now().0.saturating_sub(retention));
+        match hub.db.writer().submit(PruneFeed { cutoff }).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "change feed pruned"),
+            Err(err) => tracing::warn!(error = %err, "cannot prune the change feed"),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! One subscriber's stream: catch up from the database, then follow the
+//! hub; resume from the database whenever the hub's buffer has moved on.
+//!
+//! Exactly once: the position only moves forward (`seq` strictly
+//! increases), every change after it is read either from the database or
+//! from the hub, and anything at or before it is skipped. Memory per
+//! subscriber is a broadcast receiver and a small outgoing queue; a slow
+//! client makes its own task wait, never the writer or other subscribers.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
+
+use super::Hub;
+use super::hub::PAGE;
+use crate::order::OrderState;
+use crate::storage::{FeedEntry, StorageError};
+
+/// Which changes a subscriber wants.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    /// One order only (WatchOrder).
+    pub order_id: Option<String>,
+    /// One customer only.
+    pub customer_id: Option<String>,
+    /// Orders left in one of these states (all when empty).
+    pub states: Vec<OrderState>,
+}
+
+impl Selector {
+    fn matches(&self, entry: &FeedEntry) -> bool {
+        self.order_id
+            .as_deref()
+            .is_none_or(|id| id == entry.order.order_id.as_str())
+            && self
+                .customer_id
+                .as_deref()
+                .is_none_or(|c| c == entry.order.customer_id)
+            && (self.states.is_empty() || self.states.contains(&entry.order.state))
+    }
+}
+
+/// What a stream carries.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A matching change.
+    Change(Arc<FeedEntry>),
+    /// Everything up to this position has been delivered.
+    Progress(i64),
+}
+
+/// Why a stream ends.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The cursor points before the retained history.
+    #[error(
+        "the cursor is older than the retained change history; list the orders again and watch from now"
+    )]
+    CursorExpired,
+    /// The server is shutting down.
+    #[error("the server is shutting down; reconnect and resume from your last cursor")]
+    ShuttingDown,
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Streams `selector`'s changes after `cursor` into `out`, mapping each
+/// event with `message`, until the client goes away or the server stops.
+pub async fn run<M: Send + 'static>(
+    hub: Hub,
+    selector: Selector,
+    mut cursor: i64,
+    out: mpsc::Sender<Result<M, Status>>,
+    mut message: impl FnMut(Event) -> M + Send + 'static,
+) where
+    Status: From<StreamError>,
+{
+    let mut stopping = hub.stopping();
+    let mut heartbeat = tokio::time::interval(hub.config().heartbeat);
+    heartbeat.reset();
+    // Subscribe before reading the database, so nothing committed in
+    // between is missed; duplicates are skipped by position.
+    let mut live = hub.subscribe();
+    if let Err(err) = catch_up(&hub, &selector, &mut cursor, &out, &mut message).await {
+        let _ = out.send(Err(err.into())).await;
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = stopped(&mut stopping) => {
+                let _ = out.send(Err(StreamError::ShuttingDown.into())).await;
+                return;
+            }
+            () = out.closed() => return,
+            _ = heartbeat.tick() => {
+                if out.send(Ok(message(Event::Progress(cursor)))).await.is_err() {
+                    return;
+                }
+            }
+            received = live.recv() => match received {
+                Ok(entry) => {
+                    if entry.seq <= cursor {
+                        continue;
+                    }
+                    cursor = entry.seq;
+                    if selector.matches(&entry) {
+                        if out.send(Ok(message(Event::Change(entry)))).await.is_err() {
+                            return;
+                        }
+                        heartbeat.reset();
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "subscriber fell behind; reading the feed from the database");
+                    live = hub.subscribe();
+                    if let Err(err) = catch_up(&hub, &selector, &mut cursor, &out, &mut message).await {
+                        let _ = out.send(Err(err.into())).await;
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = out.send(Err(StreamError::ShuttingDown.into())).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads changes after `cursor` from the database until none are left.
+async fn catch_up<M>(
+    hub: &Hub,
+    selector: &Selector,
+    cursor: &mut i64,
+    out: &mpsc::Sender<Result<M, Status>>,
+    message: &mut impl FnMut(Event) -> M,
+) -> Result<(), StreamError> {
+    loop {
+        let entries = hub
+            .db()
+            .feed_after(*cursor, PAGE, selector.order_id.as_deref())
+            .await?;
+        // Pruning may have removed rows after the cursor before we read.
+        if hub.db().feed_horizon().await? > *cursor {
+            return Err(StreamError::CursorExpired);
+        }
+        let full = entries.len() as u64 == PAGE;
+        for entry in entries {
+            *cursor = entry.seq;
+            if selector.matches(&entry)
+                && out
+                    .send(Ok(message(Event::Change(Arc::new(entry)))))
+                    .await
+                    .is_err()
+            {
+                return Ok(());
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Completes when the server starts shutting down (the watch guard is not
+/// held across awaits, so the task stays `Send`).
+pub(crate) async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,281 @@
+//! WatchOrder and WatchOrders over real gRPC, on SQLite and PostgreSQL:
+//! the current order first, every change once, resume without gaps under
+//! concurrent writers, expired cursors, and streams ending on shutdown.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{TestApp, create, new_order};
+use fulfil_proto::v1::order::State;
+use fulfil_proto::v1::watch_order_response::Event as OrderEvent;
+use fulfil_proto::v1::watch_orders_request::Start;
+use fulfil_proto::v1::watch_orders_response::Event as OrdersEvent;
+use fulfil_proto::v1::{
+    CancelOrderRequest, FulfilOrderRequest, WatchOrderRequest, WatchOrdersRequest,
+    WatchOrdersResponse,
+};
+use fulfilment::order::UnixMicros;
+use fulfilment::storage::PruneFeed;
+use tokio_stream::StreamExt;
+use tonic::{Code, Streaming};
+
+storage_tests!(
+    watch_order_sends_the_order_then_every_change,
+    watch_orders_resumes_without_gaps_or_duplicates_under_concurrent_writers,
+    expired_and_invalid_cursors_are_refused,
+    streams_end_with_unavailable_on_shutdown,
+);
+
+/// The next message, or a failure after a deadline (never a sleep).
+async fn next<T>(stream: &mut Streaming<T>) -> Result<T, tonic::Status> {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a message within 10 s")
+        .expect("stream still open")
+}
+
+async fn watch_order_sends_the_order_then_every_change(app: TestApp) {
+    let order = create(&app, new_order("cus_w")).await;
+    let mut stream = app
+        .client
+        .clone()
+        .watch_order(WatchOrderRequest {
+            order_id: order.order_id.clone(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let Some(OrderEvent::Change(first)) = next(&mut stream).await.expect("first").event else {
+        panic!("the current order comes first");
+    };
+    assert_eq!(first.order.as_ref().map(|o| o.version), Some(1));
+    assert!(!first.cursor.is_empty());
+
+    app.mark_paid(&order.order_id).await;
+    app.client
+        .clone()
+        .fulfil_order(FulfilOrderRequest {
+            order_id: order.order_id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .expect("fulfil");
+
+    let mut versions = Vec::new();
+    let mut progress = false;
+    while versions.len() < 2 || !progress {
+        match next(&mut stream).await.expect("message").event {
+            Some(OrderEvent::Change(change)) => {
+                let order = change.order.expect("order");
+                versions.push((order.version, order.state()));
+            }
+            Some(OrderEvent::Progress(p)) => progress = !p.cursor.is_empty(),
+            None => panic!("empty message"),
+        }
+    }
+    assert_eq!(versions, [(2, State::Paid), (3, State::Fulfilled)]);
+}
+
+/// Reads changes until `want` distinct (order, version) pairs were seen or
+/// `limit` messages were read; returns them and the last cursor.
+async fn read_some(
+    stream: &mut Streaming<WatchOrdersResponse>,
+    limit: usize,
+    seen: &mut Vec<(String, i64)>,
+    cursor: &mut String,
+) {
+    for _ in 0..limit {
+        match next(stream).await.expect("message").event {
+            Some(OrdersEvent::Change(change)) => {
+                let order = change.order.expect("order");
+                seen.push((order.order_id, order.version));
+                *cursor = change.cursor;
+            }
+            Some(OrdersEvent::Progress(p)) => *cursor = p.cursor,
+            None => panic!("empty message"),
+        }
+    }
+}
+
+async fn watch_orders_resumes_without_gaps_or_duplicates_under_concurrent_writers(app: TestApp) {
+    const WRITERS: usize = 4;
+    const ORDERS_EACH: usize = 15;
+    // Each order: created (v1), then cancelled (v2): 2 changes.
+    let expected = WRITERS * ORDERS_EACH * 2;
+
+    let mut stream = app
+        .client
+        .clone()
+        .watch_orders(WatchOrdersRequest {
+            customer_id: "cus_feed".into(),
+            start: Some(Start::FromNow(true)),
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let mut client = app.client.clone();
+            tokio::spawn(async move {
+                for _ in 0..ORDERS_EACH {
+                    let order = client
+                        .create_order(new_order("cus_feed"))
+                        .await
+                        .expect("create")
+                        .into_inner();
+                    client
+                        .cancel_order(CancelOrderRequest {
+                            order_id: order.order_id,
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("cancel");
+                }
+            })
+        })
+        .collect();
+    // Unrelated traffic that the filter must leave out.
+    create(&app, new_order("someone_else")).await;
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    // Read a few, then reconnect from the last cursor, again and again.
+    while seen.len() < expected {
+        let want = (expected - seen.len()).min(7);
+        let before = seen.len();
+        while seen.len() < before + want {
+            read_some(&mut stream, 1, &mut seen, &mut cursor).await;
+        }
+        drop(stream);
+        stream = app
+            .client
+            .clone()
+            .watch_orders(WatchOrdersRequest {
+                customer_id: "cus_feed".into(),
+                start: Some(Start::AfterCursor(cursor.clone())),
+                ..Default::default()
+            })
+            .await
+            .expect("resume")
+            .into_inner();
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+
+    let unique: HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no change delivered twice");
+    assert_eq!(seen.len(), expected, "every change delivered");
+    // Per order, versions arrive in order: created before cancelled.
+    for (order_id, version) in &seen {
+        if *version == 2 {
+            let created = seen.iter().position(|(id, v)| id == order_id && *v == 1);
+            let cancelled = seen.iter().position(|(id, v)| id == order_id && *v == 2);
+            assert!(created < cancelled, "{order_id}: v1 before v2");
+        }
+    }
+    // Nothing more is pending for this customer.
+    let more = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            if let Some(OrdersEvent::Change(_)) = next(&mut stream).await.expect("message").event {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(more.is_err(), "no extra changes after the last one");
+}
+
+async fn expired_and_invalid_cursors_are_refused(app: TestApp) {
+    let order = create(&app, new_order("cus_x")).await;
+    let mut stream = app
+        .client
+        .clone()
+        .watch_orders(WatchOrdersRequest {
+            start: Some(Start::FromBeginning(true)),
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let Some(OrdersEvent::Change(first)) = next(&mut stream).await.expect("first").event else {
+        panic!("from the beginning, the creation comes first");
+    };
+    assert_eq!(first.order.map(|o| o.order_id), Some(order.order_id));
+    drop(stream);
+
+    let pruned = app
+        .db
+        .writer()
+        .submit(PruneFeed {
+            cutoff: UnixMicros(UnixMicros::now().0 + 1),
+        })
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    // Everything up to the first change is pruned: resuming after it
+    // misses nothing, resuming from before it would.
+    app.client
+        .clone()
+        .watch_orders(WatchOrdersRequest {
+            start: Some(Start::AfterCursor(first.cursor.clone())),
+            ..Default::default()
+        })
+        .await
+        .expect("resuming after the horizon is fine");
+    let before_first = fulfilment::stream::cursor::encode(0);
+    let status_before = app
+        .client
+        .clone()
+        .watch_orders(WatchOrdersRequest {
+            start: Some(Start::AfterCursor(before_first)),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .expect_err("a pruned position");
+    assert_eq!(status_before.code(), Code::OutOfRange);
+    assert_eq!(common::reason(&status_before), "CURSOR_EXPIRED");
+
+    let status = app
+        .client
+        .clone()
+        .watch_orders(WatchOrdersRequest {
+            start: Some(Start::AfterCursor("garbage".into())),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .expect_err("garbage cursor");
+    assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+async fn streams_end_with_unavailable_on_shutdown(mut app: TestApp) {
+    let order = create(&app, new_order("cus_s")).await;
+    let mut stream = app
+        .client
+        .clone()
+        .watch_order(WatchOrderRequest {
+            order_id: order.order_id,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    next(&mut stream).await.expect("first");
+    app.stop_server();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("ends in time")
+        {
+            Some(Ok(_)) => continue,
+            Some(Err(status)) => break status,
+            None => panic!("stream closed without a status"),
+        }
+    };
+    assert_eq!(ended.code(), Code::Unavailable);
+}
