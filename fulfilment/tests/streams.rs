@@ -279,3 +279,35 @@ async fn streams_end_with_unavailable_on_shutdown(mut app: TestApp) {
     };
     assert_eq!(ended.code(), Code::Unavailable);
 }
+
+/// Two replicas on one PostgreSQL database: a subscriber on replica A sees
+/// a change committed through replica B. Polling is set to an hour, so
+/// only the LISTEN/NOTIFY wake-up can deliver it in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replica_changes_reach_subscribers_of_another_replica() {
+    let streams = fulfilment::stream::StreamConfig {
+        poll: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let Some(a) = TestApp::spawn_full(common::Backend::Postgres, Default::default(), streams).await
+    else {
+        return;
+    };
+    let b = a.replica(streams).await;
+    let mut stream = a
+        .client
+        .clone()
+        .watch_orders(WatchOrdersRequest {
+            customer_id: "cus_r".into(),
+            start: Some(Start::FromNow(true)),
+            ..Default::default()
+        })
+        .await
+        .expect("watch on A")
+        .into_inner();
+    let created = create(&b, new_order("cus_r")).await;
+    let Some(OrdersEvent::Change(change)) = next(&mut stream).await.expect("change").event else {
+        panic!("a change, not progress: heartbeats are 15 s");
+    };
+    assert_eq!(change.order.map(|o| o.order_id), Some(created.order_id));
+}

@@ -18,6 +18,10 @@ use super::writer::{Ctx, Mutation};
 use super::{Database, StorageError};
 use crate::order::{Order, OrderError, UnixMicros};
 
+/// PostgreSQL NOTIFY channel signalled by every commit that appends to the
+/// feed (delivered at commit, to every listening replica).
+pub const FEED_CHANNEL: &str = "fulfil_feed";
+
 /// One committed change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedEntry {

@@ -21,7 +21,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, Tr
 use sea_orm_migration::MigratorTrait;
 
 pub use error::StorageError;
-pub use feed::{FeedEntry, PruneFeed};
+pub use feed::{FEED_CHANNEL, FeedEntry, PruneFeed};
 pub use migration::Migrator;
 pub use orders::{ChangeState, Command, CreateOrder, ListFilter, OrderPage};
 pub use payment_events::{

@@ -347,5 +347,14 @@ async fn append_feed(
         let chunk: Vec<_> = rows.by_ref().take(FEED_CHUNK).collect();
         order_changes::Entity::insert_many(chunk).exec(txn).await?;
     }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Delivered at commit to every replica's feed follower.
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, '')",
+            [super::FEED_CHANNEL.into()],
+        ))
+        .await?;
+    }
     Ok(())
 }

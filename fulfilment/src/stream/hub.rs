@@ -1,8 +1,9 @@
 //! One feed follower per process, fanning changes out to subscribers.
 //!
 //! The follower reads each committed change once from the database, in feed
-//! order, and broadcasts it. It wakes when this process's writer commits
-//! and, for changes committed through other replicas, every `poll`. The
+//! order, and broadcasts it. It wakes when this process's writer commits,
+//! on PostgreSQL when any replica commits (LISTEN/NOTIFY), and every `poll`
+//! in case a notification was lost. The
 //! database stays the source of truth: a subscriber that misses broadcasts
 //! (it was too slow) reads them back from the database.
 
@@ -12,7 +13,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::StreamConfig;
 use crate::order::UnixMicros;
-use crate::storage::{Database, FeedEntry, PruneFeed, StorageError};
+use crate::storage::{Database, FEED_CHANNEL, FeedEntry, PruneFeed, StorageError};
 
 /// Changes read per database round trip.
 pub const PAGE: u64 = 500;
@@ -38,7 +39,9 @@ impl Hub {
             stopping,
             config,
         };
-        tokio::spawn(follow(hub.clone(), head));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(follow(hub.clone(), head, wake.clone()));
+        tokio::spawn(listen(hub.clone(), wake));
         tokio::spawn(prune(hub.clone()));
         Ok(hub)
     }
@@ -69,7 +72,47 @@ impl Hub {
     }
 }
 
-async fn follow(hub: Hub, mut last: i64) {
+/// On PostgreSQL, wakes the follower on every replica's feed commit
+/// (LISTEN/NOTIFY); the database stays the source of truth, a lost
+/// notification only costs a poll interval.
+async fn listen(hub: Hub, wake: Arc<tokio::sync::Notify>) {
+    if hub.db.backend() != sea_orm::DbBackend::Postgres {
+        return;
+    }
+    let mut stopping = hub.stopping();
+    loop {
+        let pool = hub.db.conn().get_postgres_connection_pool();
+        let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for feed notifications; polling");
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
+                    () = super::watch::stopped(&mut stopping) => return,
+                }
+            }
+        };
+        if let Err(err) = listener.listen(FEED_CHANNEL).await {
+            tracing::warn!(error = %err, "cannot listen for feed notifications; polling");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                received = listener.recv() => match received {
+                    Ok(_) => wake.notify_one(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "feed notifications interrupted; reconnecting");
+                        wake.notify_one();
+                        break;
+                    }
+                },
+                () = super::watch::stopped(&mut stopping) => return,
+            }
+        }
+    }
+}
+
+async fn follow(hub: Hub, mut last: i64, wake: Arc<tokio::sync::Notify>) {
     let mut commits = hub.db.writer().commits();
     let mut stopping = hub.stopping();
     let mut poll = tokio::time::interval(hub.config.poll);
@@ -77,6 +120,7 @@ async fn follow(hub: Hub, mut last: i64) {
     loop {
         tokio::select! {
             _ = commits.changed() => {}
+            () = wake.notified() => {}
             _ = poll.tick() => {}
             () = super::watch::stopped(&mut stopping) => return,
         }

@@ -39,6 +39,7 @@ pub struct TestApp {
     pub entitlements: EntitlementServiceClient<Channel>,
     pub addr: std::net::SocketAddr,
     pub db: Database,
+    url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -86,6 +87,15 @@ impl TestApp {
             heartbeat: Duration::from_millis(200),
             ..Default::default()
         };
+        Self::spawn_full(backend, writer, streams).await
+    }
+
+    /// A server with its own fresh database and these stream settings.
+    pub async fn spawn_full(
+        backend: Backend,
+        writer: WriterConfig,
+        streams: fulfilment::stream::StreamConfig,
+    ) -> Option<TestApp> {
         let (url, dir, pg_db) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -100,8 +110,24 @@ impl TestApp {
                 (url, None, Some((admin, name)))
             }
         };
+        let mut app = Self::serve(&url, writer, streams).await;
+        app._dir = dir;
+        app.pg_db = pg_db;
+        Some(app)
+    }
+
+    /// Another server (a replica) on this app's database.
+    pub async fn replica(&self, streams: fulfilment::stream::StreamConfig) -> TestApp {
+        Self::serve(&self.url, WriterConfig::default(), streams).await
+    }
+
+    async fn serve(
+        url: &str,
+        writer: WriterConfig,
+        streams: fulfilment::stream::StreamConfig,
+    ) -> TestApp {
         let config = DatabaseConfig {
-            url,
+            url: url.to_owned(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
         };
@@ -124,17 +150,18 @@ impl TestApp {
             .connect()
             .await
             .expect("connect");
-        Some(TestApp {
+        TestApp {
             client: OrderServiceClient::new(channel.clone()),
             events: PaymentEventServiceClient::new(channel.clone()),
             entitlements: EntitlementServiceClient::new(channel),
             addr,
             db,
+            url: url.to_owned(),
             stop: Some(stop),
             server: Some(server),
-            _dir: dir,
-            pg_db,
-        })
+            _dir: None,
+            pg_db: None,
+        }
     }
 
     /// Pays an order in full through RecordPaymentEvent, as the adapter
