@@ -59,6 +59,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         grpc,
         db,
         fulfilment::stream::StreamConfig::default(),
+        // Local only: any page on this machine may call over gRPC-Web.
+        vec!["*".to_owned()],
         wait(stopped.clone()),
     ));
     let state = adapter::server::AppState {

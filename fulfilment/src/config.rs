@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Most writes committed together in one transaction (group commit).
     #[arg(long, env = "FULFIL_WRITE_BATCH_MAX", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub write_batch_max: u64,
+    /// Origins allowed to call over gRPC-Web from a browser (comma-separated,
+    /// "*" for any). None by default.
+    #[arg(long, env = "FULFIL_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Seconds between Progress messages on idle order streams.
     #[arg(long, env = "FULFIL_WATCH_HEARTBEAT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub watch_heartbeat_secs: u64,

@@ -45,6 +45,7 @@ async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
         listener,
         db,
         args.stream_config(),
+        args.cors_origins.clone(),
         async move {
             let _ = stop_rx.await;
         },

@@ -27,6 +27,34 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// CORS for gRPC-Web callers: only the listed origins ("*" for any); none
+/// by default, which leaves non-browser clients unaffected.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let header = |name: &'static str| http::HeaderName::from_static(name);
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers([
+            header("content-type"),
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+            header("authorization"),
+        ])
+        .expose_headers([
+            header("grpc-status"),
+            header("grpc-message"),
+            header("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
 /// Connects, migrates, and starts the writer.
 pub async fn open_database(
     config: &DatabaseConfig,
@@ -43,6 +71,7 @@ pub async fn serve(
     listener: TcpListener,
     db: Database,
     streams: StreamConfig,
+    cors_origins: Vec<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let hub = Hub::start(db.clone(), streams).await?;
@@ -85,6 +114,10 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // gRPC-Web (HTTP/1.1) for browsers and Flutter web, behind CORS.
+        .accept_http1(true)
+        .layer(cors(&cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -250,3 +250,91 @@ async fn python_grpcio_client_works_through_reflection() {
     assert_eq!(order["state"], "PENDING_PAYMENT");
     assert!(service.terminate().await.success());
 }
+
+/// A gRPC-Web client (@connectrpc/connect-web under Node, as a browser app
+/// would use it) creates, watches and cancels an order over HTTP/1.1; CORS
+/// answers preflights for the configured origin only. Runs with
+/// `FULFIL_TEST_CLIENTS` (CI installs tests/clients with npm).
+#[tokio::test]
+async fn grpc_web_client_creates_and_watches_an_order() {
+    if std::env::var_os("FULFIL_TEST_CLIENTS").is_none() {
+        eprintln!("skipped: FULFIL_TEST_CLIENTS is not set");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = start_fulfilment(
+        dir.path(),
+        &[("FULFIL_CORS_ORIGINS", "http://app.example".to_owned())],
+    )
+    .await;
+    let base_url = format!("http://{}", service.addr);
+
+    let http = fulfil_e2e::http();
+    let preflight = |origin: &'static str| {
+        http.request(
+            reqwest::Method::OPTIONS,
+            format!("{base_url}/fulfil.v1.OrderService/CreateOrder"),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-grpc-web")
+        .send()
+    };
+    let allowed = preflight("http://app.example").await.expect("preflight");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("http://app.example")
+    );
+    let refused = preflight("http://evil.example").await.expect("preflight");
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let descriptors = dir.path().join("fulfil.binpb");
+    std::fs::write(&descriptors, fulfil_proto::FILE_DESCRIPTOR_SET).expect("write descriptors");
+    let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients");
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new("node")
+            .arg(clients.join("grpc_web_client.mjs"))
+            .arg(&base_url)
+            .arg(&descriptors)
+            .current_dir(&clients)
+            .output(),
+    )
+    .await
+    .expect("node finishes in time")
+    .expect("run node");
+    assert!(
+        output.status.success(),
+        "gRPC-Web client failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let seen: Vec<(i64, i64)> = result["seen"]
+        .as_array()
+        .expect("seen")
+        .iter()
+        .map(|c| {
+            (
+                c["version"].as_i64().unwrap_or(0),
+                c["state"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let pending = State::PendingPayment as i64;
+    let cancelled = State::Cancelled as i64;
+    assert_eq!(
+        seen,
+        [(1, pending), (2, cancelled)],
+        "the current order, then its cancellation"
+    );
+    assert!(service.terminate().await.success());
+}

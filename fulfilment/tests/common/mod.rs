@@ -139,9 +139,15 @@ impl TestApp {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = db.clone();
         let server = tokio::spawn(async move {
-            server::serve(listener, serving, streams, async move {
-                let _ = stopped.await;
-            })
+            server::serve(
+                listener,
+                serving,
+                streams,
+                vec!["http://app.example".to_owned()],
+                async move {
+                    let _ = stopped.await;
+                },
+            )
             .await
             .expect("server failed");
         });
