@@ -338,3 +338,60 @@ async fn grpc_web_client_creates_and_watches_an_order() {
     );
     assert!(service.terminate().await.success());
 }
+
+/// Two `fulfilment` processes on one PostgreSQL database (polling set to an
+/// hour, so only LISTEN/NOTIFY can wake them): a subscriber of process A
+/// sees an order created through process B. Runs when
+/// `FULFIL_TEST_POSTGRES_URL` is set.
+#[tokio::test]
+async fn two_replica_processes_share_one_change_feed() {
+    let Ok(url) = std::env::var("FULFIL_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: FULFIL_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let envs = [
+        ("FULFIL_DATABASE_URL", url),
+        ("FULFIL_FEED_POLL_MS", "3600000".to_owned()),
+    ];
+    let a = start_fulfilment(dir.path(), &envs).await;
+    let b = start_fulfilment(dir.path(), &envs).await;
+    let customer = format!("replica_{}", std::process::id());
+
+    let mut on_a = OrderServiceClient::connect(format!("http://{}", a.addr))
+        .await
+        .expect("connect A");
+    let mut stream = on_a
+        .watch_orders(fulfil_proto::v1::WatchOrdersRequest {
+            customer_id: customer.clone(),
+            start: Some(fulfil_proto::v1::watch_orders_request::Start::FromNow(true)),
+            ..Default::default()
+        })
+        .await
+        .expect("watch on A")
+        .into_inner();
+    let mut on_b = OrderServiceClient::connect(format!("http://{}", b.addr))
+        .await
+        .expect("connect B");
+    let created = on_b
+        .create_order(order(&customer))
+        .await
+        .expect("create on B")
+        .into_inner();
+
+    let change = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let message = stream.next().await.expect("open").expect("message");
+            if let Some(fulfil_proto::v1::watch_orders_response::Event::Change(change)) =
+                message.event
+            {
+                return change;
+            }
+        }
+    })
+    .await
+    .expect("the change reaches A in time");
+    assert_eq!(change.order.map(|o| o.order_id), Some(created.order_id));
+    assert!(a.terminate().await.success());
+    assert!(b.terminate().await.success());
+}
