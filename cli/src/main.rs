@@ -12,6 +12,7 @@ mod signing;
 mod trigger;
 mod up;
 mod watch;
+mod watch_load;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Print order changes as they happen (resumable with --after CURSOR).
     Watch(watch::WatchArgs),
+    /// Open many idle WatchOrder streams and report their memory cost.
+    WatchLoad(watch_load::WatchLoadArgs),
 }
 
 #[tokio::main]
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
         Command::Trigger(args) => trigger::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::WatchLoad(args) => watch_load::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

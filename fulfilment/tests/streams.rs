@@ -350,7 +350,7 @@ async fn slow_subscriber_catches_up(backend: common::Backend) {
             .expect("an event in time")
             .expect("stream open")
             .expect("no error");
-        if let Event::Change(entry) = event {
+        if let Event::Change(entry) = *event {
             seen.push(entry.order.order_id.as_str().to_owned());
         }
     }

@@ -34,6 +34,20 @@ impl OrderApi {
     }
 }
 
+/// The response stream of a watch: the stream task's outbox, unboxed.
+pub type OutboxStream<M> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<M, Status>> + Send>>;
+
+fn outbox_stream<M: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<Result<Box<M>, Box<Status>>>,
+) -> OutboxStream<M> {
+    use tokio_stream::StreamExt;
+    Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|item| item.map(|m| *m).map_err(|s| *s)),
+    )
+}
+
 /// Messages queued per stream before the stream's task waits for the client.
 const STREAM_QUEUE: usize = 16;
 
@@ -77,10 +91,8 @@ fn expected_version(raw: i64) -> Result<Option<i64>, Status> {
 
 #[tonic::async_trait]
 impl OrderService for OrderApi {
-    type WatchOrderStream =
-        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchOrderResponse, Status>>;
-    type WatchOrdersStream =
-        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchOrdersResponse, Status>>;
+    type WatchOrderStream = OutboxStream<pb::WatchOrderResponse>;
+    type WatchOrdersStream = OutboxStream<pb::WatchOrdersResponse>;
 
     #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
     async fn watch_order(
@@ -107,7 +119,7 @@ impl OrderService for OrderApi {
                 commit_time: Some(super::convert::timestamp(order.update_time)),
             })),
         };
-        tx.send(Ok(first))
+        tx.send(Ok(Box::new(first)))
             .await
             .map_err(|_| Status::cancelled("client went away"))?;
         let selector = Selector {
@@ -139,9 +151,7 @@ impl OrderService for OrderApi {
                 }
             },
         ));
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
-            rx,
-        )))
+        Ok(Response::new(outbox_stream(rx)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -209,9 +219,7 @@ impl OrderService for OrderApi {
                 }),
             },
         ));
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
-            rx,
-        )))
+        Ok(Response::new(outbox_stream(rx)))
     }
 
     #[tracing::instrument(skip_all, fields(order_id, customer_id = %request.get_ref().customer_id))]
