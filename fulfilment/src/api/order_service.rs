@@ -66,6 +66,24 @@ fn order_id_field(raw: &str) -> Result<String, Status> {
         .map_err(|why| invalid_argument(&[FieldViolation::new("order_id", why)]))
 }
 
+/// The `states` filter of a request; unknown values are violations.
+fn states_field(
+    values: &[i32],
+    violations: &mut Vec<FieldViolation>,
+) -> Vec<crate::order::OrderState> {
+    let mut states = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        match state_from_proto(*value) {
+            Some(state) => states.push(state),
+            None => violations.push(FieldViolation::new(
+                format!("states[{i}]"),
+                "is not a known order state",
+            )),
+        }
+    }
+    states
+}
+
 /// The page size to use: 0 means the default, above the maximum is clamped.
 pub(crate) fn page_size(requested: i32, violations: &mut Vec<FieldViolation>) -> u64 {
     match u64::try_from(requested) {
@@ -163,16 +181,7 @@ impl OrderService for OrderApi {
         use pb::watch_orders_response::Event as Out;
         let request = request.into_inner();
         let mut violations = Vec::new();
-        let mut states = Vec::new();
-        for (i, value) in request.states.iter().enumerate() {
-            match state_from_proto(*value) {
-                Some(state) => states.push(state),
-                None => violations.push(FieldViolation::new(
-                    format!("states[{i}]"),
-                    "is not a known order state",
-                )),
-            }
-        }
+        let states = states_field(&request.states, &mut violations);
         let start = match request.start {
             None | Some(Start::FromNow(_)) => {
                 self.db.feed_head().await.map_err(OrderError::from)?
@@ -258,16 +267,7 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Vec::new();
-        let mut states = Vec::new();
-        for (i, value) in request.states.iter().enumerate() {
-            match state_from_proto(*value) {
-                Some(state) => states.push(state),
-                None => violations.push(FieldViolation::new(
-                    format!("states[{i}]"),
-                    "is not a known order state",
-                )),
-            }
-        }
+        let states = states_field(&request.states, &mut violations);
         let filter = ListFilter {
             customer_id: Some(request.customer_id).filter(|c| !c.is_empty()),
             states,
