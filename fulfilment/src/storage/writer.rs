@@ -152,8 +152,8 @@ impl Writer {
         Ok(Writer { jobs, commits })
     }
 
-    /// Counts committed batches that appended to the change feed; the feed
-    /// follower wakes on it instead of polling.
+    /// Counts batches the writer has finished (each may have appended to
+    /// the change feed); the feed follower wakes on it instead of polling.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.clone()
     }
