@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Small per-call encode buffers: watch streams are long-lived.
+        .codec_path("crate::codec::CompactCodec")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

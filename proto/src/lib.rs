@@ -4,6 +4,8 @@
 //! The `.proto` sources live beside this crate in `fulfil/v1/`; they are the
 //! contract, this crate is only their Rust rendering.
 
+pub mod codec;
+
 /// Package `fulfil.v1`: orders, their service, and the adapter's payment event
 /// entry point.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
