@@ -140,6 +140,13 @@ impl From<crate::stream::watch::StreamError> for Status {
                 &[],
                 ErrorDetails::new(),
             ),
+            StreamError::ReadFailed => status(
+                Code::Unavailable,
+                message,
+                "FEED_READ_FAILED",
+                &[],
+                ErrorDetails::new(),
+            ),
             StreamError::Storage(err) => storage(&err),
         }
     }

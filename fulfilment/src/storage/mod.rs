@@ -27,7 +27,7 @@ pub use orders::{ChangeState, Command, CreateOrder, ListFilter, OrderPage};
 pub use payment_events::{
     EventFilter, Reapplied, ReapplyUnmatched, RecordEvent, Recorded, RecordedEvent,
 };
-pub use writer::{Ctx, Mutation, Writer, WriterConfig};
+pub use writer::{Ctx, FEED_LOCK, Mutation, Writer, WriterConfig};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]

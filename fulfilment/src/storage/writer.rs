@@ -26,7 +26,7 @@ use crate::order::{OrderError, UnixMicros};
 
 /// Key of the transaction-scoped PostgreSQL advisory lock that serialises
 /// feed appends across replicas, so feed rows commit in `seq` order.
-const FEED_LOCK: i64 = 0x6675_6c66_696c_0002;
+pub const FEED_LOCK: i64 = 0x6675_6c66_696c_0002;
 
 /// Feed rows per INSERT statement.
 const FEED_CHUNK: usize = 8;

@@ -6,8 +6,14 @@
 //! in case a notification was lost. The
 //! database stays the source of truth: a subscriber that misses broadcasts
 //! (it was too slow) reads them back from the database.
+//!
+//! Watchers of one order get their own small channel, keyed by order id, so
+//! a change wakes only its order's watchers and the watchers of the whole
+//! feed: with thousands of `WatchOrder` streams, one broadcast to everyone
+//! would wake every stream for every change.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{broadcast, watch};
 
@@ -18,11 +24,29 @@ use crate::storage::{Database, FEED_CHANNEL, FeedEntry, PruneFeed, StorageError}
 /// Changes read per database round trip.
 pub const PAGE: u64 = 500;
 
+/// Changes buffered per watched order; a watcher further behind reads the
+/// rest from the database.
+const ORDER_BUFFER: usize = 8;
+
+type Channel = broadcast::Sender<Arc<FeedEntry>>;
+
+/// The live channel of each order that has watchers.
+#[derive(Debug, Default)]
+struct OrderChannels(Mutex<HashMap<String, Channel>>);
+
+impl OrderChannels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+        // The map stays consistent whatever a panicking holder did.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Handle to the process's feed follower. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Hub {
     db: Database,
-    changes: broadcast::Sender<Arc<FeedEntry>>,
+    changes: Channel,
+    orders: Arc<OrderChannels>,
     stopping: watch::Sender<bool>,
     config: StreamConfig,
 }
@@ -36,6 +60,7 @@ impl Hub {
         let hub = Hub {
             db,
             changes,
+            orders: Arc::default(),
             stopping,
             config,
         };
@@ -56,9 +81,34 @@ impl Hub {
         self.config
     }
 
-    /// Live changes from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEntry>> {
-        self.changes.subscribe()
+    /// Live changes from now on: of one order, or of every order.
+    pub fn subscribe(&self, order_id: Option<&str>) -> Live {
+        let Some(order_id) = order_id else {
+            return Live {
+                receiver: self.changes.subscribe(),
+                order: None,
+            };
+        };
+        let receiver = self
+            .orders
+            .lock()
+            .entry(order_id.to_owned())
+            .or_insert_with(|| broadcast::channel(ORDER_BUFFER).0)
+            .subscribe();
+        Live {
+            receiver,
+            order: Some((self.orders.clone(), order_id.to_owned())),
+        }
+    }
+
+    /// Sends a committed change to its order's watchers and to everyone
+    /// watching the whole feed. No receivers is fine: nobody is watching.
+    fn publish(&self, entry: FeedEntry) {
+        let entry = Arc::new(entry);
+        if let Some(channel) = self.orders.lock().get(entry.order.order_id.as_str()) {
+            let _ = channel.send(entry.clone());
+        }
+        let _ = self.changes.send(entry);
     }
 
     /// Completes when the server starts shutting down.
@@ -135,11 +185,41 @@ async fn follow(hub: Hub, mut last: i64, wake: Arc<tokio::sync::Notify>) {
             let full = entries.len() as u64 == PAGE;
             for entry in entries {
                 last = entry.seq;
-                // No receivers is fine: nobody is watching.
-                let _ = hub.changes.send(Arc::new(entry));
+                hub.publish(entry);
             }
             if !full {
                 break;
+            }
+        }
+    }
+}
+
+/// A subscription to live changes. Dropping the last one of an order
+/// removes that order's channel.
+#[derive(Debug)]
+pub struct Live {
+    receiver: broadcast::Receiver<Arc<FeedEntry>>,
+    order: Option<(Arc<OrderChannels>, String)>,
+}
+
+impl Live {
+    /// The next change, or how many were missed.
+    pub async fn recv(&mut self) -> Result<Arc<FeedEntry>, broadcast::error::RecvError> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some((channels, order_id)) = &self.order {
+            let mut channels = channels.lock();
+            // Subscribing takes the same lock, so a count of one (this
+            // receiver, about to go) cannot grow meanwhile.
+            if channels
+                .get(order_id)
+                .is_some_and(|channel| channel.receiver_count() <= 1)
+            {
+                channels.remove(order_id);
             }
         }
     }

@@ -66,6 +66,9 @@ pub enum StreamError {
     /// The server is shutting down.
     #[error("the server is shutting down; reconnect and resume from your last cursor")]
     ShuttingDown,
+    /// Reading ahead in the feed failed unexpectedly (logged).
+    #[error("reading the change feed failed; reconnect and resume from your last cursor")]
+    ReadFailed,
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -87,7 +90,7 @@ pub async fn run<M: Send + 'static>(
     heartbeat.reset();
     // Subscribe before reading the database, so nothing committed in
     // between is missed; duplicates are skipped by position.
-    let mut live = hub.subscribe();
+    let mut live = hub.subscribe(selector.order_id.as_deref());
     if let Err(err) = catch_up(&hub, &selector, &mut cursor, &out, &mut message).await {
         let _ = out.send(Err(Box::new(err.into()))).await;
         return;
@@ -119,7 +122,7 @@ pub async fn run<M: Send + 'static>(
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "subscriber fell behind; reading the feed from the database");
-                    live = hub.subscribe();
+                    live = hub.subscribe(selector.order_id.as_deref());
                     if let Err(err) = catch_up(&hub, &selector, &mut cursor, &out, &mut message).await {
                         let _ = out.send(Err(Box::new(err.into()))).await;
                         return;
@@ -135,6 +138,9 @@ pub async fn run<M: Send + 'static>(
 }
 
 /// Reads changes after `cursor` from the database until none are left.
+///
+/// The next page is read while the current one is being sent, so a long
+/// replay keeps both the database and the connection busy.
 async fn catch_up<M>(
     hub: &Hub,
     selector: &Selector,
@@ -142,17 +148,23 @@ async fn catch_up<M>(
     out: &Outbox<M>,
     message: &mut impl FnMut(Event) -> M,
 ) -> Result<(), StreamError> {
+    let mut page = read_page(hub, selector, *cursor).await?;
     loop {
-        let entries = hub
-            .db()
-            .feed_after(*cursor, PAGE, selector.order_id.as_deref())
-            .await?;
-        // Pruning may have removed rows after the cursor before we read.
-        if hub.db().feed_horizon().await? > *cursor {
-            return Err(StreamError::CursorExpired);
-        }
-        let full = entries.len() as u64 == PAGE;
-        for entry in entries {
+        let full = page.len() as u64 == PAGE;
+        // Read ahead from the end of this page (not from `cursor`, which
+        // moves as the page is sent).
+        let next = match page.last() {
+            Some(last) if full => {
+                let (hub, selector, after) = (hub.clone(), selector.clone(), last.seq);
+                Some(tokio::spawn(async move {
+                    read_page(&hub, &selector, after).await
+                }))
+            }
+            _ => None,
+        };
+        // Aborts the read-ahead if this task stops early (client gone).
+        let next = next.map(AbortOnDrop);
+        for entry in page {
             *cursor = entry.seq;
             if selector.matches(&entry)
                 && out
@@ -163,9 +175,42 @@ async fn catch_up<M>(
                 return Ok(());
             }
         }
-        if !full {
+        let Some(mut next) = next else {
             return Ok(());
-        }
+        };
+        page = match (&mut next.0).await {
+            Ok(read) => read?,
+            Err(join) => {
+                tracing::error!(error = %join, "reading the change feed ahead failed");
+                return Err(StreamError::ReadFailed);
+            }
+        };
+    }
+}
+
+/// One page of the feed after `after`, checked against the pruning horizon.
+async fn read_page(
+    hub: &Hub,
+    selector: &Selector,
+    after: i64,
+) -> Result<Vec<FeedEntry>, StreamError> {
+    let entries = hub
+        .db()
+        .feed_after(after, PAGE, selector.order_id.as_deref())
+        .await?;
+    // Pruning may have removed rows after the cursor before we read.
+    if hub.db().feed_horizon().await? > after {
+        return Err(StreamError::CursorExpired);
+    }
+    Ok(entries)
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
