@@ -36,7 +36,7 @@ enum Command {
     Load(load::LoadArgs),
     /// Print order changes as they happen (resumable with --after CURSOR).
     Watch(watch::WatchArgs),
-    /// Open many idle WatchOrder streams and report their memory cost.
+    /// Measure order streams: idle memory, latency under load, catch-up rate.
     WatchLoad(watch_load::WatchLoadArgs),
 }
 

@@ -1,35 +1,30 @@
-//! `fulfil watch-load`: open many idle `WatchOrder` streams against a
-//! running fulfilment service and report what they cost it in memory.
+//! `watch-load idle`: open many idle `WatchOrder` streams and report what
+//! they cost the server in resident memory.
 
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use fulfil_proto::v1::order_service_client::OrderServiceClient;
-use fulfil_proto::v1::{CreateOrderRequest, LineItem, WatchOrderRequest};
-use tonic::transport::Endpoint;
+use fulfil_proto::v1::WatchOrderRequest;
 
-/// Options of `watch-load`.
+use super::{Target, create_orders};
+
+/// Options of `watch-load idle`.
 #[derive(Debug, Args)]
-pub struct WatchLoadArgs {
+pub struct IdleArgs {
     /// Streams to open (one per order).
     #[arg(long, default_value_t = 10_000)]
-    pub streams: usize,
+    streams: usize,
     /// Streams per HTTP/2 connection.
     #[arg(long, default_value_t = 100)]
-    pub per_connection: usize,
+    per_connection: usize,
     /// Process id of the fulfilment service, to read its memory.
     #[arg(long)]
-    pub server_pid: u32,
+    server_pid: u32,
     /// How long to hold the streams open before measuring, in seconds.
     #[arg(long, default_value_t = 5)]
-    pub hold: u64,
-    /// The fulfilment service.
-    #[arg(
-        long,
-        env = "FULFIL_GRPC_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub grpc_url: String,
+    hold: u64,
+    #[command(flatten)]
+    target: Target,
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -43,35 +38,15 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// Opens the streams, waits for each one's first message, holds, measures.
-pub async fn run(args: WatchLoadArgs) -> anyhow::Result<()> {
-    let mut client = OrderServiceClient::connect(args.grpc_url.clone()).await?;
-    eprintln!("creating {} orders...", args.streams);
-    let mut ids = Vec::with_capacity(args.streams);
-    for i in 0..args.streams {
-        let order = client
-            .create_order(CreateOrderRequest {
-                customer_id: format!("watch_load_{}", i % 100),
-                line_items: vec![LineItem {
-                    sku: "w".into(),
-                    quantity: 1,
-                    unit_amount: 100,
-                }],
-                currency: "eur".into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        ids.push(order.order_id);
-    }
+pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
+    let client = args.target.connect().await?;
+    let orders = create_orders(&client, args.streams, "watch_idle").await?;
     let before = rss_kib(args.server_pid)?;
     let started = Instant::now();
     let mut streams = Vec::with_capacity(args.streams);
-    for chunk in ids.chunks(args.per_connection.max(1)) {
-        let channel = Endpoint::from_shared(args.grpc_url.clone())?
-            .connect()
-            .await?;
-        let mut client = OrderServiceClient::new(channel);
-        for order_id in chunk {
+    for chunk in orders.chunks(args.per_connection.max(1)) {
+        let mut client = args.target.connect().await?;
+        for (order_id, _) in chunk {
             let mut stream = client
                 .watch_order(WatchOrderRequest {
                     order_id: order_id.clone(),
