@@ -56,11 +56,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let fulfilment_server = tokio::spawn(fulfilment::server::serve(
-        grpc,
+        fulfilment::server::Listeners::api_only(grpc),
         db,
-        fulfilment::stream::StreamConfig::default(),
-        // Local only: any page on this machine may call over gRPC-Web.
-        vec!["*".to_owned()],
+        fulfilment::server::ServeOptions {
+            // Local only: any page on this machine may call over gRPC-Web.
+            cors_origins: vec!["*".to_owned()],
+            ..Default::default()
+        },
         wait(stopped.clone()),
     ));
     let state = adapter::server::AppState {

@@ -51,6 +51,18 @@ pub struct ServeArgs {
     /// Address the gRPC server listens on (port 0 picks a free port).
     #[arg(long, env = "FULFIL_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
+    /// Address for PaymentEventService alone (the adapter's entry point),
+    /// apart from the public API. Unset: the API address serves it too.
+    #[arg(long, env = "FULFIL_INGEST_ADDR")]
+    pub ingest_addr: Option<SocketAddr>,
+    /// Address of the plaintext operations port: grpc.health.v1 for probes,
+    /// `/livez`, `/readyz` and Prometheus `/metrics`. Unset: no ops port.
+    #[arg(long, env = "FULFIL_OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
+    /// Seconds after which a client connection is asked to reconnect
+    /// (HTTP/2 GOAWAY), so connections spread over replicas. Unset: never.
+    #[arg(long, env = "FULFIL_MAX_CONNECTION_AGE_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connection_age_secs: Option<u64>,
     /// Database options.
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -109,6 +121,15 @@ impl ServeArgs {
             poll: Duration::from_millis(self.feed_poll_ms),
             retention: Duration::from_secs(self.feed_retention_hours.saturating_mul(3600)),
             ..StreamConfig::default()
+        }
+    }
+
+    /// How the servers behave.
+    pub fn serve_options(&self) -> crate::server::ServeOptions {
+        crate::server::ServeOptions {
+            streams: self.stream_config(),
+            cors_origins: self.cors_origins.clone(),
+            max_connection_age: self.max_connection_age_secs.map(Duration::from_secs),
         }
     }
 

@@ -6,11 +6,13 @@
 //! - [`storage`]: SQLite/PostgreSQL persistence with a group-commit writer.
 //! - [`stream`]: resumable, gap-free streams of order changes.
 //! - [`api`]: gRPC services and the single error-to-status mapping.
-//! - [`server`]: assembling and running the server.
+//! - [`server`]: assembling and running the servers (API, ingest, ops).
+//! - [`metrics`]: Prometheus metrics.
 
 pub mod api;
 pub mod config;
 pub mod entitlement;
+pub mod metrics;
 pub mod order;
 pub mod payment_event;
 pub mod server;

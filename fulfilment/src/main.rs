@@ -36,16 +36,32 @@ async fn migrate(args: fulfilment::config::DatabaseArgs) -> anyhow::Result<()> {
 async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
     let config = args.database.to_config();
     let db = server::open_database(&config, args.writer_config()).await?;
-    let listener = TcpListener::bind(args.grpc_addr).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, database = %redacted_url(&config.url), backend = ?db.backend(), "gRPC server listening");
+    let api = TcpListener::bind(args.grpc_addr).await?;
+    let addr = api.local_addr()?;
+    let ingest = match args.ingest_addr {
+        Some(at) => Some(TcpListener::bind(at).await?),
+        None => None,
+    };
+    let ops = match args.ops_addr {
+        Some(at) => Some(TcpListener::bind(at).await?),
+        None => None,
+    };
+    let ingest_addr = ingest.as_ref().map(TcpListener::local_addr).transpose()?;
+    let ops_addr = ops.as_ref().map(TcpListener::local_addr).transpose()?;
+    tracing::info!(
+        %addr,
+        ingest_addr = ingest_addr.map(tracing::field::display),
+        ops_addr = ops_addr.map(tracing::field::display),
+        database = %redacted_url(&config.url),
+        backend = ?db.backend(),
+        "gRPC server listening"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(
-        listener,
+        server::Listeners { api, ingest, ops },
         db,
-        args.stream_config(),
-        args.cors_origins.clone(),
+        args.serve_options(),
         async move {
             let _ = stop_rx.await;
         },

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{event_from_proto, event_to_proto, order_to_proto, timestamp};
 use super::order_service::page_size;
 use super::{page_token, status::invalid_argument};
+use crate::metrics::Metrics;
 use crate::order::{FieldViolation, OrderError};
 use crate::payment_event::Outcome;
 use crate::storage::{Database, EventFilter, ReapplyUnmatched, RecordEvent};
@@ -17,12 +18,13 @@ use crate::storage::{Database, EventFilter, ReapplyUnmatched, RecordEvent};
 #[derive(Debug, Clone)]
 pub struct PaymentEventApi {
     db: Database,
+    metrics: Metrics,
 }
 
 impl PaymentEventApi {
-    /// A service over `db`.
-    pub fn new(db: Database) -> Self {
-        PaymentEventApi { db }
+    /// A service over `db`, counting recorded events in `metrics`.
+    pub fn new(db: Database, metrics: Metrics) -> Self {
+        PaymentEventApi { db, metrics }
     }
 }
 
@@ -67,9 +69,18 @@ impl PaymentEventService for PaymentEventApi {
         span.record("source", event.source.as_str());
         span.record("event_id", event.event_id.as_str());
         span.record("kind", event.kind.as_str());
+        let provider = event.provider.clone();
 
         let recorded = self.db.writer().submit(RecordEvent(event)).await?;
         span.record("outcome", recorded.outcome.as_str());
+        self.metrics.payment_event_recorded(
+            &provider,
+            if recorded.duplicate {
+                "DUPLICATE"
+            } else {
+                recorded.outcome.as_str()
+            },
+        );
         tracing::info!(duplicate = recorded.duplicate, "payment event recorded");
         let first = outcome_to_proto(recorded.outcome);
         Ok(Response::new(pb::RecordPaymentEventResponse {

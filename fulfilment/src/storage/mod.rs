@@ -125,6 +125,26 @@ impl Database {
         Ok(self.conn.ping().await?)
     }
 
+    /// Connections of the read pool: (open, idle).
+    pub fn pool_connections(&self) -> (u32, u32) {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
+            }
+            _ => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
+            }
+        }
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()

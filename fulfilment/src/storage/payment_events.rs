@@ -16,8 +16,8 @@
 use futures::future::BoxFuture;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use sha2::{Digest, Sha256};
 
@@ -683,6 +683,14 @@ fn to_recorded(
 }
 
 impl Database {
+    /// How many recorded events wait for their order (UNMATCHED).
+    pub async fn unmatched_waiting(&self) -> Result<u64, StorageError> {
+        Ok(payment_events::Entity::find()
+            .filter(Column::Outcome.eq(Outcome::Unmatched.as_str()))
+            .count(self.conn())
+            .await?)
+    }
+
     /// Up to `limit` recorded events, newest first, before keyset `after`.
     pub async fn list_payment_events(
         &self,

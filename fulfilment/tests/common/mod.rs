@@ -140,10 +140,13 @@ impl TestApp {
         let serving = db.clone();
         let server = tokio::spawn(async move {
             server::serve(
-                listener,
+                server::Listeners::api_only(listener),
                 serving,
-                streams,
-                vec!["http://app.example".to_owned()],
+                server::ServeOptions {
+                    streams,
+                    cors_origins: vec!["http://app.example".to_owned()],
+                    ..Default::default()
+                },
                 async move {
                     let _ = stopped.await;
                 },

@@ -1,0 +1,217 @@
+//! Assembling and running the servers of one fulfilment process:
+//!
+//! - the API listener: OrderService, EntitlementService, grpc.health.v1 and
+//!   reflection, plus gRPC-Web behind CORS for browsers;
+//! - the ingest listener, if configured: PaymentEventService (the adapter's
+//!   entry point) apart from the public API, so a network policy can let
+//!   only the adapter reach it; without it, the API listener serves it too;
+//! - the ops listener, if configured: plaintext health and `/metrics`.
+
+mod cors;
+pub mod health;
+mod ops;
+
+use std::future::Future;
+use std::time::Duration;
+
+use fulfil_proto::v1::entitlement_service_server::EntitlementServiceServer;
+use fulfil_proto::v1::order_service_server::OrderServiceServer;
+use fulfil_proto::v1::payment_event_service_server::PaymentEventServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+
+use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
+use crate::metrics::{GrpcMetricsLayer, Metrics};
+use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
+use crate::stream::{Hub, StreamConfig};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Storage(#[from] StorageError),
+    /// Reflection descriptors are broken (a build problem).
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The ops listener failed.
+    #[error("ops listener: {0}")]
+    Ops(#[from] std::io::Error),
+    /// A server task panicked (a bug).
+    #[error("server task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The sockets a fulfilment process serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The public gRPC API (and PaymentEventService when `ingest` is unset).
+    pub api: TcpListener,
+    /// PaymentEventService only.
+    pub ingest: Option<TcpListener>,
+    /// Plaintext health and metrics.
+    pub ops: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Only the API listener: everything on one port, no ops port.
+    pub fn api_only(api: TcpListener) -> Self {
+        Self {
+            api,
+            ingest: None,
+            ops: None,
+        }
+    }
+}
+
+/// How the servers behave.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Order stream tuning.
+    pub streams: StreamConfig,
+    /// Origins allowed to call over gRPC-Web ("*" for any).
+    pub cors_origins: Vec<String>,
+    /// Connections older than this are asked to go away (HTTP/2 GOAWAY), so
+    /// clients reconnect and long-lived connections spread over replicas
+    /// behind a ClusterIP Service. Unset: connections live on.
+    pub max_connection_age: Option<Duration>,
+}
+
+/// How long calls on a connection past its maximum age may run on before
+/// the connection closes; watch streams then end and clients resume from
+/// their cursor on another connection.
+const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(30);
+
+/// Connects, migrates, and starts the writer.
+pub async fn open_database(
+    config: &DatabaseConfig,
+    writer: WriterConfig,
+) -> Result<Database, StorageError> {
+    let conn = storage::connect(config).await?;
+    storage::migrate(&conn).await?;
+    Database::start(conn, config, writer).await
+}
+
+fn builder(options: &ServeOptions) -> tonic::transport::Server {
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(age) = options.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
+    }
+    builder
+}
+
+// Accepted connections get TCP_NODELAY: gRPC messages are small writes, and
+// Nagle plus delayed ACKs would hold some back by ~40 ms.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Serves until `shutdown` completes. Then the streams end with
+/// UNAVAILABLE, health turns NOT_SERVING, the listeners stop taking new
+/// calls, and this returns once in-flight calls are done.
+pub async fn serve(
+    listeners: Listeners,
+    db: Database,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let hub = Hub::start(db.clone(), options.streams).await?;
+    let metrics = Metrics::new(db.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let readiness = health::start(reporter, db.clone(), stop_rx.clone()).await;
+
+    let reflection = || -> Result<_, ServeError> {
+        let v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fulfil_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fulfil_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        Ok((v1, v1alpha))
+    };
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let payment_events =
+        PaymentEventServiceServer::new(PaymentEventApi::new(db.clone(), metrics.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let api = builder(&options)
+        // gRPC-Web (HTTP/1.1) for browsers and Flutter web, behind CORS.
+        .accept_http1(true)
+        .layer(cors::layer(&options.cors_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(GrpcMetricsLayer::new(metrics.clone()))
+        .add_service(health_service.clone())
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(OrderServiceServer::new(OrderApi::new(hub.clone())))
+        .add_service(EntitlementServiceServer::new(EntitlementApi::new(
+            db.clone(),
+        )))
+        .add_optional_service(listeners.ingest.is_none().then(|| payment_events.clone()));
+    tasks.spawn({
+        let stop = stopped(stop_rx.clone());
+        async move {
+            api.serve_with_incoming_shutdown(incoming(listeners.api), stop)
+                .await
+                .map_err(ServeError::from)
+        }
+    });
+
+    if let Some(listener) = listeners.ingest {
+        let (reflection_v1, reflection_v1alpha) = reflection()?;
+        let ingest = builder(&options)
+            .layer(GrpcMetricsLayer::new(metrics.clone()))
+            .add_service(health_service.clone())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(payment_events);
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            ingest
+                .serve_with_incoming_shutdown(incoming(listener), stop)
+                .await
+                .map_err(ServeError::from)
+        });
+    }
+
+    if let Some(listener) = listeners.ops {
+        let router = ops::router(readiness.clone(), metrics.clone(), health_service);
+        // The ops port answers until the very end, so probes see NOT_SERVING
+        // during the drain rather than a refused connection.
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            ops::serve(listener, router, stop)
+                .await
+                .map_err(ServeError::from)
+        });
+    }
+
+    let stopping = hub.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        // Streams end first, with UNAVAILABLE, so clients reconnect to
+        // another replica and resume from their cursor.
+        stopping.shut_down();
+        tracing::info!("shutting down: draining in-flight calls");
+        let _ = stop_tx.send(true);
+    });
+
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
