@@ -188,30 +188,49 @@ pub async fn serve(
         });
     }
 
-    if let Some(listener) = listeners.ops {
-        let router = ops::router(readiness.clone(), metrics.clone(), health_service);
-        // The ops port answers until the very end, so probes see NOT_SERVING
-        // during the drain rather than a refused connection.
-        let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            ops::serve(listener, router, stop)
-                .await
-                .map_err(ServeError::from)
-        });
-    }
+    // The ops port outlives the others: during the drain, probes see
+    // readiness NOT_SERVING and liveness SERVING, not a refused connection.
+    let (ops_stop_tx, ops_stop_rx) = watch::channel(false);
+    let ops = match listeners.ops {
+        Some(listener) => {
+            let router = ops::router(readiness.clone(), metrics.clone(), health_service);
+            let stop = stopped(ops_stop_rx);
+            Some(tokio::spawn(ops::serve(listener, router, stop)))
+        }
+        None => None,
+    };
 
-    let stopping = hub.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        // Streams end first, with UNAVAILABLE, so clients reconnect to
-        // another replica and resume from their cursor.
-        stopping.shut_down();
-        tracing::info!("shutting down: draining in-flight calls");
-        let _ = stop_tx.send(true);
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    let begin_stop = {
+        let (hub, stop_tx) = (hub.clone(), stop_tx.clone());
+        move || {
+            // Streams end first, with UNAVAILABLE, so clients reconnect to
+            // another replica and resume from their cursor.
+            hub.shut_down();
+            stop_tx.send_replace(true);
+        }
+    };
+    tokio::spawn({
+        let begin_stop = begin_stop.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight calls");
+            begin_stop();
+        }
     });
 
+    let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
-        done??;
+        if let Err(err) = done.map_err(ServeError::from).and_then(|served| served) {
+            // One listener failed: stop the others rather than limp on.
+            tracing::error!(error = %err, "a listener failed; stopping");
+            begin_stop();
+            result = result.and(Err(err));
+        }
     }
-    Ok(())
+    let _ = ops_stop_tx.send(true);
+    if let Some(ops) = ops {
+        ops.await??;
+    }
+    result
 }
