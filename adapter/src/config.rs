@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::normalize::Mapping;
@@ -45,14 +45,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use fulfil_telemetry::LogFormat;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -80,6 +73,10 @@ pub struct ServeArgs {
     /// Address the HTTP server listens on (port 0 picks a free port).
     #[arg(long, env = "FULFIL_ADAPTER_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Address of the plaintext operations port (Prometheus `/metrics`).
+    /// Unset: no ops port.
+    #[arg(long, env = "FULFIL_OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
     /// gRPC URL of the fulfilment service.
     #[arg(
         long,

@@ -8,6 +8,7 @@ use fulfil_proto::v1::payment_event_service_client::PaymentEventServiceClient;
 use fulfil_proto::v1::{PaymentEvent, RecordPaymentEventRequest, RecordPaymentEventResponse};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 /// Why an event could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,24 @@ impl FulfilmentClient {
                 event: Some(event.clone()),
             });
             request.set_timeout(self.timeout);
-            match self.client.clone().record_payment_event(request).await {
+            // One client span per attempt; its context travels in the
+            // metadata so the server's span joins the same trace.
+            let span = tracing::info_span!(
+                "grpc.client",
+                otel.name = "fulfil.v1.PaymentEventService/RecordPaymentEvent",
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = "fulfil.v1.PaymentEventService",
+                rpc.method = "RecordPaymentEvent",
+            );
+            fulfil_telemetry::propagation::inject(&span, request.metadata_mut());
+            let answer = self
+                .client
+                .clone()
+                .record_payment_event(request)
+                .instrument(span)
+                .await;
+            match answer {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if retryable(&status) => {
                     let spent = started.elapsed();

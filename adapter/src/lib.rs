@@ -13,6 +13,7 @@
 pub mod config;
 pub mod error;
 pub mod fulfilment_client;
+pub mod metrics;
 pub mod normalize;
 pub mod secret;
 pub mod server;

@@ -5,42 +5,35 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use adapter::config::{Cli, Command, LogFormat, ServeArgs, SourcesArgs};
+use adapter::config::{Cli, Command, ServeArgs, SourcesArgs};
 use adapter::fulfilment_client::FulfilmentClient;
+use adapter::metrics::Metrics;
 use adapter::server::{self, AppState};
 use adapter::source::Sources;
 use clap::Parser;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    let telemetry = match fulfil_telemetry::init("adapter", cli.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("adapter: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::CheckSources(args) => check(&args),
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "adapter failed");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("FULFIL_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,hyper=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 
@@ -68,17 +61,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     tracing::info!(%addr, fulfilment = %args.fulfilment_url, sources = %names.join(","), "HTTP server listening");
 
+    let metrics = Metrics::default();
+    let ops = match args.ops_addr {
+        Some(at) => {
+            let ops = TcpListener::bind(at).await?;
+            tracing::info!(addr = %ops.local_addr()?, "ops listening (/metrics)");
+            Some(ops)
+        }
+        None => None,
+    };
     let state = AppState {
         sources,
         fulfilment,
         body_limit: args.body_limit_bytes,
         ready: Arc::new(AtomicBool::new(false)),
+        metrics: metrics.clone(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, async move {
         let _ = stop_rx.await;
     }));
-    server::shutdown_signal().await;
+    // The ops port stays up until the process exits, through the drain.
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops = ops.map(|listener| {
+        tokio::spawn(server::serve_ops(listener, metrics, async move {
+            let _ = ops_stopped.await;
+        }))
+    });
+    fulfil_telemetry::shutdown_signal().await;
     let _ = stop_tx.send(());
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     match tokio::time::timeout(grace, server).await {
@@ -87,6 +97,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ?grace,
             "webhooks still running after the grace period; exiting"
         ),
+    }
+    let _ = ops_stop.send(());
+    if let Some(ops) = ops {
+        ops.await??;
     }
     tracing::info!("stopped");
     Ok(())

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::fulfilment_client::FulfilmentClient;
+use crate::metrics::Metrics;
 use crate::source::Sources;
 use crate::webhook;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Cleared on shutdown so readiness fails before the listener closes.
     pub ready: Arc<AtomicBool>,
+    /// Webhook metrics.
+    pub metrics: Metrics,
 }
 
 /// The router.
@@ -85,23 +88,31 @@ pub async fn serve(
         .await
 }
 
-/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
+/// The ops router: Prometheus `/metrics`.
+pub fn ops_router(metrics: Metrics) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(metrics): State<Metrics>| async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }),
+        )
+        .with_state(metrics)
+}
+
+/// Serves the ops router until `shutdown` completes.
+pub async fn serve_ops(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, ops_router(metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

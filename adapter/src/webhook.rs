@@ -8,7 +8,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
+use fulfil_proto::v1::record_payment_event_response::Outcome;
+
 use crate::error::WebhookError;
+use crate::metrics::Delivery;
 use crate::server::AppState;
 
 /// Whether the Content-Type says JSON (`application/json`, with or without
@@ -30,8 +33,28 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The webhook endpoint.
-#[tracing::instrument(skip_all, fields(source = %source, event_id, outcome, status))]
+/// What recording a delivery came to.
+struct Recorded {
+    outcome: &'static str,
+    order_id: String,
+}
+
+/// The webhook endpoint: one span (an OpenTelemetry server span when
+/// tracing is on) and one log line per delivery, never with the payload.
+#[tracing::instrument(
+    name = "webhook",
+    skip_all,
+    fields(
+        otel.name = "POST /webhooks/{source}",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/webhooks/{source}",
+        http.response.status_code,
+        source = %source,
+        event_id,
+        outcome,
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     Path(source): Path<String>,
@@ -39,20 +62,44 @@ pub async fn receive(
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), WebhookError> {
     let started = Instant::now();
+    let known_source = state.sources.get(&source).map(|_| source.as_str());
     let result = handle(&state, &source, &headers, body).await;
     let span = tracing::Span::current();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match &result {
-        Ok((status, _)) => {
-            span.record("status", status.as_u16());
-            tracing::info!(latency_ms, "webhook accepted");
+    let took = started.elapsed();
+    let latency_ms = took.as_secs_f64() * 1000.0;
+    let (status, outcome, verification_failure) = match &result {
+        Ok(recorded) => (StatusCode::OK, recorded.outcome, None),
+        Err(err) => (
+            err.status(),
+            err.code(),
+            matches!(err, WebhookError::Verify(_)).then(|| err.code()),
+        ),
+    };
+    span.record("http.response.status_code", status.as_u16());
+    span.record("outcome", outcome);
+    state.metrics.delivery(Delivery {
+        source: known_source,
+        outcome,
+        status: status.as_u16(),
+        verification_failure,
+        took,
+    });
+    match result {
+        Ok(recorded) => {
+            tracing::info!(status = status.as_u16(), latency_ms, "webhook accepted");
+            Ok((
+                status,
+                Json(serde_json::json!({
+                    "outcome": recorded.outcome,
+                    "order_id": recorded.order_id,
+                })),
+            ))
         }
         Err(err) => {
-            span.record("status", err.status().as_u16());
-            tracing::warn!(code = err.code(), latency_ms, "webhook refused");
+            tracing::warn!(status = status.as_u16(), latency_ms, "webhook refused");
+            Err(err)
         }
     }
-    result
 }
 
 async fn handle(
@@ -60,7 +107,7 @@ async fn handle(
     source: &str,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<serde_json::Value>), WebhookError> {
+) -> Result<Recorded, WebhookError> {
     let source = state
         .sources
         .get(source)
@@ -83,21 +130,26 @@ async fn handle(
 
     let verified = source.verify(headers, &body, SystemTime::now()).await?;
     let event = source.normalize(&body, &verified)?;
-    let span = tracing::Span::current();
-    span.record("event_id", event.event_id.as_str());
+    tracing::Span::current().record("event_id", event.event_id.as_str());
 
     let recorded = state.fulfilment.record(event).await?;
-    let outcome = recorded.outcome();
-    span.record("outcome", outcome.as_str_name());
     // Every outcome is a success for the provider, duplicates included: the
     // event is durably recorded, so it must stop retrying.
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({
-            "outcome": outcome.as_str_name().to_ascii_lowercase(),
-            "order_id": recorded.order.map(|o| o.order_id).unwrap_or_default(),
-        })),
-    ))
+    Ok(Recorded {
+        outcome: outcome_name(recorded.outcome()),
+        order_id: recorded.order.map(|o| o.order_id).unwrap_or_default(),
+    })
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Unspecified => "unspecified",
+        Outcome::Applied => "applied",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Unmatched => "unmatched",
+        Outcome::Ignored => "ignored",
+        Outcome::Mismatch => "mismatch",
+    }
 }
 
 #[cfg(test)]

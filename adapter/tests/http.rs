@@ -114,6 +114,7 @@ async fn start() -> Harness {
         .expect("client"),
         body_limit: 64 * 1024,
         ready: Arc::new(AtomicBool::new(false)),
+        metrics: adapter::metrics::Metrics::default(),
     };
     let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = http.local_addr().expect("addr");

@@ -74,6 +74,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         )?,
         body_limit: 1024 * 1024,
         ready: Arc::new(AtomicBool::new(false)),
+        metrics: adapter::metrics::Metrics::default(),
     };
     let adapter_server = tokio::spawn(adapter::server::serve(http, state, wait(stopped)));
 
@@ -100,7 +101,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  stop: Ctrl-C");
 
-    adapter::server::shutdown_signal().await;
+    fulfil_telemetry::shutdown_signal().await;
     let _ = stop.send(true);
     fulfilment_server.await??;
     adapter_server.await??;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::storage::{DatabaseConfig, WriterConfig};
 use crate::stream::StreamConfig;
@@ -27,14 +27,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+pub use fulfil_telemetry::LogFormat;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]

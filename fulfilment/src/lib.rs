@@ -18,4 +18,3 @@ pub mod payment_event;
 pub mod server;
 pub mod storage;
 pub mod stream;
-pub mod telemetry;

@@ -5,17 +5,24 @@ use std::time::Duration;
 
 use clap::Parser;
 use fulfilment::config::{Cli, Command, redacted_url};
-use fulfilment::{server, storage, telemetry};
+use fulfilment::{server, storage};
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let telemetry = match fulfil_telemetry::init("fulfilment", cli.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("fulfilment: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(args).await,
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -66,7 +73,7 @@ async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
             let _ = stop_rx.await;
         },
     ));
-    shutdown_signal().await;
+    fulfil_telemetry::shutdown_signal().await;
     let _ = stop_tx.send(());
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     match tokio::time::timeout(grace, server).await {
@@ -78,32 +85,4 @@ async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
 }

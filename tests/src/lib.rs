@@ -36,9 +36,9 @@ pub struct Process {
     child: Child,
     /// The address it reported listening on.
     pub addr: SocketAddr,
-    /// Log lines read so far, after the listening line, are forwarded to the
-    /// test's stderr.
-    _log: tokio::task::JoinHandle<()>,
+    /// Every log line so far (also forwarded to the test's stderr).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _log_reader: tokio::task::JoinHandle<()>,
 }
 
 impl Process {
@@ -63,12 +63,14 @@ impl Process {
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let addr = tokio::time::timeout(START_DEADLINE, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!(
                     "[{}] {line}",
                     bin.file_name().and_then(|n| n.to_str()).unwrap_or("bin")
                 );
+                log.lock().expect("log").push(line.clone());
                 let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
@@ -94,30 +96,59 @@ impl Process {
             .and_then(|n| n.to_str())
             .unwrap_or("bin")
             .to_owned();
-        let log = tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[{name}] {line}");
+        let reader = tokio::spawn({
+            let log = log.clone();
+            async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("[{name}] {line}");
+                    log.lock().expect("log").push(line);
+                }
             }
         });
         Process {
             child,
             addr,
-            _log: log,
+            log,
+            _log_reader: reader,
         }
+    }
+
+    /// Every log line the process has written so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// The address the process reported under `field` in its JSON log line
+    /// `message` (e.g. `ops_addr`), if it did.
+    pub fn logged_addr(&self, message: &str, field: &str) -> Option<SocketAddr> {
+        self.log().iter().find_map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).ok()?;
+            (json["message"] == message)
+                .then(|| json[field].as_str()?.parse().ok())
+                .flatten()
+        })
     }
 
     /// Sends SIGTERM and waits (with a deadline) for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop().await
+    }
+
+    /// Like [`Process::terminate`], keeping the process's log readable.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("process still running");
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM {pid} failed");
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("process exits within 30 s of SIGTERM")
-            .expect("wait for process")
+            .expect("wait for process");
+        // The last lines are read once stdout closes.
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self._log_reader).await;
+        status
     }
 }
 

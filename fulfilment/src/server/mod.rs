@@ -96,8 +96,29 @@ pub async fn open_database(
     Database::start(conn, config, writer).await
 }
 
+/// The span of one gRPC call: an OpenTelemetry server span whose parent
+/// is the caller's trace, from the W3C `traceparent` metadata.
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("", ""));
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+    );
+    fulfil_telemetry::propagation::adopt_parent(&span, request.headers());
+    span
+}
+
 fn builder(options: &ServeOptions) -> tonic::transport::Server {
     let mut builder = tonic::transport::Server::builder()
+        .trace_fn(call_span)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     if let Some(age) = options.max_connection_age {

@@ -19,6 +19,7 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::entity::{order_changes, orders};
 use super::{DatabaseConfig, StorageError};
@@ -168,6 +169,7 @@ impl Writer {
             mutation,
             result: None,
             reply,
+            caller: tracing::Span::current(),
         });
         self.jobs
             .send(job)
@@ -179,6 +181,9 @@ impl Writer {
 
 /// A submitted mutation with its reply channel, type-erased for the queue.
 trait Job: Send {
+    /// The submitter's span: the database work is traced under it, though
+    /// it runs on the writer's thread.
+    fn caller(&self) -> &tracing::Span;
     fn apply<'a>(&'a mut self, ctx: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<(), StorageError>>;
     fn finish(self: Box<Self>, commit: Result<(), StorageError>);
 }
@@ -187,9 +192,14 @@ struct PendingJob<M: Mutation> {
     mutation: M,
     result: Option<Result<M::Output, OrderError>>,
     reply: oneshot::Sender<Result<M::Output, OrderError>>,
+    caller: tracing::Span,
 }
 
 impl<M: Mutation> Job for PendingJob<M> {
+    fn caller(&self) -> &tracing::Span {
+        &self.caller
+    }
+
     fn apply<'a>(&'a mut self, ctx: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             match self.mutation.apply(ctx).await {
@@ -296,8 +306,28 @@ async fn commit_batch(
         changes: Vec::new(),
     };
     let started = std::time::Instant::now();
-    for job in batch.iter_mut() {
-        job.apply(&mut ctx).await?;
+    // One transaction span per caller, from BEGIN to COMMIT, each with the
+    // caller's own work inside: a trace shows its share and the wait.
+    let db_system = match conn.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        _ => "sqlite",
+    };
+    let size = batch.len();
+    let spans: Vec<tracing::Span> = batch
+        .iter()
+        .map(|job| {
+            tracing::info_span!(
+                parent: job.caller(),
+                "db.transaction",
+                otel.name = "db transaction",
+                db.system = db_system,
+                batch.size = size,
+            )
+        })
+        .collect();
+    for (job, span) in batch.iter_mut().zip(&spans) {
+        let apply = tracing::info_span!(parent: span, "db.apply", otel.name = "db apply");
+        job.apply(&mut ctx).instrument(apply).await?;
     }
     let applied = started.elapsed();
     let changes = std::mem::take(&mut ctx.changes);
@@ -306,6 +336,7 @@ async fn commit_batch(
     append_feed(&txn, changes, now).await?;
     let appended = started.elapsed();
     txn.commit().await?;
+    drop(spans);
     tracing::debug!(
         size = batch.len(),
         changes = change_count,
