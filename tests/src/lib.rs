@@ -197,3 +197,38 @@ pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Seconds since the Unix epoch, for signature timestamps.
+pub fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("time")
+}
+
+/// A realistic Stripe `payment_intent.succeeded` event, built from Stripe's
+/// fixture, paying `amount` (EUR cents) for `order_id`.
+pub fn stripe_payment_succeeded(event_id: &str, order_id: &str, amount: i64) -> serde_json::Value {
+    use serde_json::json;
+    let mut object: serde_json::Value = serde_json::from_str(include_str!(
+        "../../adapter/testdata/stripe/payment_intent.json"
+    ))
+    .expect("fixture");
+    object["id"] = json!(format!("pi_{order_id}"));
+    object["amount"] = json!(amount);
+    object["amount_received"] = json!(amount);
+    object["currency"] = json!("eur");
+    object["status"] = json!("succeeded");
+    object["metadata"] = json!({ "order_id": order_id });
+    let mut event: serde_json::Value =
+        serde_json::from_str(include_str!("../../adapter/testdata/stripe/event.json"))
+            .expect("fixture");
+    event["id"] = json!(event_id);
+    event["type"] = json!("payment_intent.succeeded");
+    event["created"] = json!(unix_now());
+    event["data"] = json!({ "object": object });
+    event
+}

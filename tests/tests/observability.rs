@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use adapter::verify::sign;
 use fulfil_e2e::{Process, start_adapter, start_fulfilment};
@@ -93,34 +92,12 @@ async fn start_receiver() -> (SocketAddr, Receiver) {
 }
 
 fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs(),
-    )
-    .expect("time")
+    fulfil_e2e::unix_now()
 }
 
 fn payment_intent_succeeded(event_id: &str) -> Vec<u8> {
-    let mut object: Value = serde_json::from_str(include_str!(
-        "../../adapter/testdata/stripe/payment_intent.json"
-    ))
-    .expect("fixture");
-    object["id"] = json!("pi_traced_1");
-    object["amount"] = json!(3900);
-    object["amount_received"] = json!(3900);
-    object["currency"] = json!("eur");
-    object["status"] = json!("succeeded");
-    object["description"] = json!(PAYLOAD_MARKER);
-    object["metadata"] = json!({ "order_id": ORDER_ID });
-    let mut event: Value =
-        serde_json::from_str(include_str!("../../adapter/testdata/stripe/event.json"))
-            .expect("fixture");
-    event["id"] = json!(event_id);
-    event["type"] = json!("payment_intent.succeeded");
-    event["created"] = json!(now());
-    event["data"] = json!({ "object": object });
+    let mut event = fulfil_e2e::stripe_payment_succeeded(event_id, ORDER_ID, 3900);
+    event["data"]["object"]["description"] = json!(PAYLOAD_MARKER);
     serde_json::to_vec(&event).expect("json")
 }
 

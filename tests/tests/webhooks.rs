@@ -1,15 +1,13 @@
 //! Webhooks end to end: the real `adapter` and `fulfilment` binaries as
 //! separate processes, a provider's signed delivery in, an order out.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use adapter::verify::sign;
 use fulfil_e2e::{Process, start_adapter, start_fulfilment};
 use fulfil_proto::v1::order::State;
 use fulfil_proto::v1::order_service_client::OrderServiceClient;
 use fulfil_proto::v1::payment_event_service_client::PaymentEventServiceClient;
 use fulfil_proto::v1::{CreateOrderRequest, GetOrderRequest, LineItem, ListPaymentEventsRequest};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const STRIPE_SECRET: &str = "whsec_e2e_test_secret";
 const RC_TOKEN: &str = "Bearer rc_e2e_token";
@@ -29,35 +27,15 @@ fn sources() -> String {
 }
 
 fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_secs(),
-    )
-    .expect("time")
+    fulfil_e2e::unix_now()
 }
 
 /// A realistic `payment_intent.succeeded` built from Stripe's fixture.
 fn payment_intent_succeeded(event_id: &str, order_id: &str, amount: i64) -> Vec<u8> {
-    let mut object: Value = serde_json::from_str(include_str!(
-        "../../adapter/testdata/stripe/payment_intent.json"
+    serde_json::to_vec(&fulfil_e2e::stripe_payment_succeeded(
+        event_id, order_id, amount,
     ))
-    .expect("fixture");
-    object["id"] = json!(format!("pi_{order_id}"));
-    object["amount"] = json!(amount);
-    object["amount_received"] = json!(amount);
-    object["currency"] = json!("eur");
-    object["status"] = json!("succeeded");
-    object["metadata"] = json!({ "order_id": order_id });
-    let mut event: Value =
-        serde_json::from_str(include_str!("../../adapter/testdata/stripe/event.json"))
-            .expect("fixture");
-    event["id"] = json!(event_id);
-    event["type"] = json!("payment_intent.succeeded");
-    event["created"] = json!(now());
-    event["data"] = json!({ "object": object });
-    serde_json::to_vec(&event).expect("json")
+    .expect("json")
 }
 
 struct Stack {
