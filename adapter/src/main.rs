@@ -54,10 +54,13 @@ fn check(args: &SourcesArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sources = Sources::new(args.sources.load()?)?;
-    let fulfilment = FulfilmentClient::new(
+    let security = args.fulfilment_security.load()?;
+    let (tls, token) = (security.tls.any(), security.token.is_some());
+    let fulfilment = FulfilmentClient::with_security(
         &args.fulfilment_url,
         args.fulfilment_timeout(),
         args.fulfilment_retry_budget(),
+        security,
     )?;
     let listener = TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -66,7 +69,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    tracing::info!(%addr, fulfilment = %args.fulfilment_url, sources = %names.join(","), "HTTP server listening");
+    tracing::info!(%addr, fulfilment = %args.fulfilment_url, fulfilment_tls_files = tls, fulfilment_token = token, sources = %names.join(","), "HTTP server listening");
 
     let state = AppState {
         sources,
