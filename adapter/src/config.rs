@@ -51,7 +51,7 @@ pub use fulfil_telemetry::LogFormat;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve webhooks until SIGTERM or Ctrl-C.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load and check the sources configuration, print a summary, and exit.
     CheckSources(SourcesArgs),
 }
@@ -104,6 +104,50 @@ pub struct ServeArgs {
     /// Seconds to let in-flight webhooks finish after SIGTERM.
     #[arg(long, env = "FULFIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// TLS and the bearer token towards the fulfilment service.
+    #[command(flatten)]
+    pub fulfilment_security: FulfilmentSecurityArgs,
+}
+
+/// How the adapter authenticates to the fulfilment service.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FulfilmentSecurityArgs {
+    /// PEM CA certificate(s) that issued the fulfilment service's
+    /// certificate (https:// URLs). Unset: the public (webpki) roots.
+    #[arg(long, env = "FULFIL_FULFILMENT_CA_FILE")]
+    pub fulfilment_ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with the key file).
+    #[arg(long, env = "FULFIL_FULFILMENT_CLIENT_CERT_FILE")]
+    pub fulfilment_client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "FULFIL_FULFILMENT_CLIENT_KEY_FILE")]
+    pub fulfilment_client_key_file: Option<PathBuf>,
+    /// File holding the bearer JWT (scope payment_events:write) sent with
+    /// every call; read again when it changes.
+    #[arg(long, env = "FULFIL_FULFILMENT_TOKEN_FILE")]
+    pub fulfilment_token_file: Option<PathBuf>,
+}
+
+impl FulfilmentSecurityArgs {
+    /// Reads the token file and collects the TLS files; fails naming the
+    /// variable of a file that cannot be used.
+    pub fn load(
+        &self,
+    ) -> Result<crate::fulfilment_client::ClientSecurity, crate::token_file::TokenFileError> {
+        let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let token = match given(&self.fulfilment_token_file) {
+            Some(path) => Some(crate::token_file::TokenFile::open(path)?),
+            None => None,
+        };
+        Ok(crate::fulfilment_client::ClientSecurity {
+            tls: crate::fulfilment_tls::TlsFiles {
+                ca: given(&self.fulfilment_ca_file),
+                client_cert: given(&self.fulfilment_client_cert_file),
+                client_key: given(&self.fulfilment_client_key_file),
+            },
+            token,
+        })
+    }
 }
 
 impl ServeArgs {

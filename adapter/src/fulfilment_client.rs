@@ -1,6 +1,8 @@
 //! The adapter's client of `PaymentEventService`: one shared HTTP/2
 //! connection, a deadline per call, and retries while the service is
 //! unavailable, within a budget that fits the provider's patience.
+//! Optionally over TLS (mutual, with a client certificate) and with a bearer
+//! token read from a file ([`ClientSecurity`]).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,9 @@ use fulfil_proto::v1::{PaymentEvent, RecordPaymentEventRequest, RecordPaymentEve
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::Instrument;
+
+use crate::fulfilment_tls::{ClientTlsError, TlsFiles};
+use crate::token_file::TokenFile;
 
 /// Why an event could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -22,22 +27,55 @@ pub enum RecordError {
     Refused(String),
 }
 
+/// Why the client cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not usable.
+    #[error("FULFIL_FULFILMENT_URL: {0}")]
+    Url(#[from] tonic::transport::Error),
+    /// The TLS files are not usable.
+    #[error(transparent)]
+    Tls(#[from] ClientTlsError),
+}
+
+/// How the adapter proves itself to the fulfilment service.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSecurity {
+    /// CA and client certificate files, for an `https://` URL (which uses
+    /// TLS with the public roots even when none is set).
+    pub tls: TlsFiles,
+    /// The bearer token sent with every call.
+    pub token: Option<TokenFile>,
+}
+
 /// Records payment events with the fulfilment service.
 #[derive(Debug, Clone)]
 pub struct FulfilmentClient {
     client: PaymentEventServiceClient<Channel>,
     timeout: Duration,
     retry_budget: Duration,
+    token: Option<TokenFile>,
 }
 
 impl FulfilmentClient {
-    /// A client for `url` that connects lazily and reconnects by itself.
-    pub fn new(
+    /// A client for `url` that connects lazily and reconnects by itself;
+    /// `https://` uses TLS with the public roots, and no token is sent.
+    pub fn new(url: &str, timeout: Duration, retry_budget: Duration) -> Result<Self, ClientError> {
+        Self::with_security(url, timeout, retry_budget, ClientSecurity::default())
+    }
+
+    /// As [`FulfilmentClient::new`], with TLS files and a bearer token.
+    pub fn with_security(
         url: &str,
         timeout: Duration,
         retry_budget: Duration,
-    ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_owned())?
+        security: ClientSecurity,
+    ) -> Result<Self, ClientError> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?;
+        if let Some(tls) = security.tls.client_config(url)? {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint
             .connect_timeout(timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
@@ -47,7 +85,15 @@ impl FulfilmentClient {
             client: PaymentEventServiceClient::new(channel),
             timeout,
             retry_budget,
+            token: security.token,
         })
+    }
+
+    /// A refused token that the token file has since replaced: worth a
+    /// retry with the new one.
+    fn token_rotated(&self, status: &Status) -> bool {
+        status.code() == Code::Unauthenticated
+            && self.token.as_ref().is_some_and(TokenFile::refresh)
     }
 
     /// Records `event`, retrying transient failures with exponential backoff
@@ -74,6 +120,11 @@ impl FulfilmentClient {
                 rpc.method = "RecordPaymentEvent",
             );
             fulfil_telemetry::propagation::inject(&span, request.metadata_mut());
+            if let Some(token) = &self.token {
+                request
+                    .metadata_mut()
+                    .insert("authorization", token.value());
+            }
             let answer = self
                 .client
                 .clone()
@@ -82,7 +133,7 @@ impl FulfilmentClient {
                 .await;
             match answer {
                 Ok(response) => return Ok(response.into_inner()),
-                Err(status) if retryable(&status) => {
+                Err(status) if retryable(&status) || self.token_rotated(&status) => {
                     let spent = started.elapsed();
                     if spent + backoff >= self.retry_budget {
                         return Err(RecordError::Unavailable(describe(&status)));
@@ -93,6 +144,16 @@ impl FulfilmentClient {
                 }
                 Err(status) if status.code() == Code::InvalidArgument => {
                     return Err(RecordError::Refused(describe(&status)));
+                }
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::Unauthenticated | Code::PermissionDenied
+                    ) =>
+                {
+                    // The provider retries later; the operator must fix the token.
+                    tracing::error!(code = ?status.code(), message = status.message(), "the fulfilment service refused the adapter's credentials (FULFIL_FULFILMENT_TOKEN_FILE)");
+                    return Err(RecordError::Unavailable(describe(&status)));
                 }
                 Err(status) => return Err(RecordError::Unavailable(describe(&status))),
             }

@@ -6,17 +6,20 @@
 //! - [`normalize`]: one module per provider payload format.
 //! - [`source`]: configured sources, each a verifier plus a normaliser.
 //! - [`webhook`]: the `POST /webhooks/{source}` handler.
-//! - [`fulfilment_client`]: recording events over gRPC, with retries.
+//! - [`fulfilment_client`]: recording events over gRPC, with retries;
+//!   [`fulfilment_tls`] and [`token_file`]: its TLS and bearer token.
 //! - [`error`]: the one mapping of failures to HTTP responses.
 //! - [`config`], [`server`], [`secret`]: the rest of the process.
 
 pub mod config;
 pub mod error;
 pub mod fulfilment_client;
+pub mod fulfilment_tls;
 pub mod metrics;
 pub mod normalize;
 pub mod secret;
 pub mod server;
 pub mod source;
+pub mod token_file;
 pub mod verify;
 pub mod webhook;

@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::CheckSources(args) => check(&args),
     };
     telemetry.shutdown().await;
@@ -47,10 +47,13 @@ fn check(args: &SourcesArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sources = Sources::new(args.sources.load()?)?;
-    let fulfilment = FulfilmentClient::new(
+    let security = args.fulfilment_security.load()?;
+    let (tls, token) = (security.tls.any(), security.token.is_some());
+    let fulfilment = FulfilmentClient::with_security(
         &args.fulfilment_url,
         args.fulfilment_timeout(),
         args.fulfilment_retry_budget(),
+        security,
     )?;
     let listener = TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -59,7 +62,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    tracing::info!(%addr, fulfilment = %args.fulfilment_url, sources = %names.join(","), "HTTP server listening");
+    tracing::info!(%addr, fulfilment = %args.fulfilment_url, fulfilment_tls_files = tls, fulfilment_token = token, sources = %names.join(","), "HTTP server listening");
 
     let metrics = Metrics::default();
     let ops = match args.ops_addr {

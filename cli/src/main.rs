@@ -4,11 +4,13 @@
 //! - `fulfil trigger SOURCE TYPE`: one correctly signed test webhook.
 //! - `fulfil load`: load generator with throughput and latency figures.
 //! - `fulfil watch`: order changes as they happen.
+//! - `fulfil token`: a dev HS256 token for an authorized fulfilment service.
 
 mod dev_sources;
 mod events;
 mod load;
 mod signing;
+mod token;
 mod trigger;
 mod up;
 mod watch;
@@ -38,6 +40,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Measure order streams: idle memory, latency under load, catch-up rate.
     WatchLoad(watch_load::WatchLoadArgs),
+    /// Mint an HS256 JWT for local testing of authorization; prints only the token.
+    Token(token::TokenArgs),
 }
 
 #[tokio::main]
@@ -58,6 +62,7 @@ async fn main() -> ExitCode {
         Command::Load(args) => load::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::WatchLoad(args) => watch_load::run(args).await,
+        Command::Token(args) => token::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,7 +33,7 @@ pub use fulfil_telemetry::LogFormat;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, then serve gRPC until SIGTERM or Ctrl-C.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
 }
@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// Seconds to let in-flight calls finish after SIGTERM before exiting.
     #[arg(long, env = "FULFIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// TLS of the API and ingest listeners.
+    #[command(flatten)]
+    pub tls: crate::server::tls::TlsArgs,
+    /// Bearer-token authorization.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 /// Database options, shared by `serve` and `migrate`.
@@ -123,6 +129,8 @@ impl ServeArgs {
             streams: self.stream_config(),
             cors_origins: self.cors_origins.clone(),
             max_connection_age: self.max_connection_age_secs.map(Duration::from_secs),
+            // TLS and authorization are loaded (fallibly) by the binary.
+            ..Default::default()
         }
     }
 

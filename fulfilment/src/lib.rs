@@ -6,10 +6,12 @@
 //! - [`storage`]: SQLite/PostgreSQL persistence with a group-commit writer.
 //! - [`stream`]: resumable, gap-free streams of order changes.
 //! - [`api`]: gRPC services and the single error-to-status mapping.
+//! - [`auth`]: bearer-token authentication and per-call authorization.
 //! - [`server`]: assembling and running the servers (API, ingest, ops).
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod entitlement;
 pub mod metrics;

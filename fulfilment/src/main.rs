@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
     };
     telemetry.shutdown().await;
@@ -41,6 +41,11 @@ async fn migrate(args: fulfilment::config::DatabaseArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
+    // Security settings first: a bad file fails the start before anything
+    // else happens.
+    let tls = args.tls.load(args.ingest_addr.is_some())?;
+    let auth = args.auth.load()?;
+    log_security(tls.as_ref(), &auth);
     let config = args.database.to_config();
     let db = server::open_database(&config, args.writer_config()).await?;
     let api = TcpListener::bind(args.grpc_addr).await?;
@@ -68,7 +73,11 @@ async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server::serve(
         server::Listeners { api, ingest, ops },
         db,
-        args.serve_options(),
+        server::ServeOptions {
+            tls,
+            auth,
+            ..args.serve_options()
+        },
         async move {
             let _ = stop_rx.await;
         },
@@ -85,4 +94,41 @@ async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says how the listeners are protected; loudly when calls are not.
+fn log_security(tls: Option<&server::tls::TlsConfig>, auth: &fulfilment::auth::Authenticator) {
+    match auth.verifier() {
+        None => tracing::warn!(
+            "authorization is OFF: the gRPC API is unauthenticated and any caller may read, create, cancel, fulfil and pay any order. \
+             Turn it on with FULFIL_AUTH_JWT_ISSUER, FULFIL_AUTH_JWT_AUDIENCE and FULFIL_AUTH_JWT_PUBLIC_KEYS_FILE \
+             (or FULFIL_AUTH_JWT_HS256_SECRET); see the Security section of the README"
+        ),
+        Some(verifier) => {
+            let kinds: Vec<String> = verifier
+                .keys()
+                .iter()
+                .map(|k| match &k.kid {
+                    Some(kid) => format!("{:?}({kid})", k.kind),
+                    None => format!("{:?}", k.kind),
+                })
+                .collect();
+            tracing::info!(
+                issuer = verifier.issuer(),
+                audience = verifier.audience(),
+                keys = %kinds.join(","),
+                "authorization on: gRPC calls need a bearer JWT"
+            );
+        }
+    }
+    match tls {
+        Some(tls) => tracing::info!(
+            client_certificates_on_ingest = tls.requires_client_certificates(),
+            "TLS on for the API and ingest listeners"
+        ),
+        None if auth.is_on() => tracing::warn!(
+            "TLS is off: bearer tokens cross the network in clear text unless something else encrypts it; set FULFIL_TLS_CERT_FILE and FULFIL_TLS_KEY_FILE"
+        ),
+        None => tracing::info!("TLS off"),
+    }
 }

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::status::invalid_argument;
+use crate::auth;
 use crate::order::{FieldViolation, OrderError, UnixMicros};
 use crate::storage::Database;
 
@@ -29,17 +30,20 @@ impl EntitlementService for EntitlementApi {
         &self,
         request: Request<pb::ListEntitlementsRequest>,
     ) -> Result<Response<pb::ListEntitlementsResponse>, Status> {
+        // App clients get their own (an empty customer_id means theirs).
+        let customer_id =
+            auth::caller(&request)?.customer_filter(&request.get_ref().customer_id)?;
         let request = request.into_inner();
-        if request.customer_id.is_empty() {
+        let Some(customer_id) = customer_id else {
             return Err(invalid_argument(&[FieldViolation::new(
                 "customer_id",
                 "is required",
             )]));
-        }
+        };
         let now = UnixMicros::now();
         let entitlements = self
             .db
-            .list_entitlements(&request.customer_id)
+            .list_entitlements(&customer_id)
             .await
             .map_err(OrderError::from)?
             .into_iter()

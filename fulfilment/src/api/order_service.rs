@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{draft_from_proto, order_to_proto, state_from_proto};
 use super::{page_token, status::invalid_argument};
+use crate::auth::{self, Scope, expiry::until_expiry};
 use crate::order::{FieldViolation, OrderError, OrderId};
 use crate::storage::{ChangeState, Command, CreateOrder, Database, ListFilter};
 use crate::stream::watch::{Event, Selector};
@@ -118,6 +119,8 @@ impl OrderService for OrderApi {
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<Self::WatchOrderStream>, Status> {
         use pb::watch_order_response::Event as Out;
+        let caller = auth::caller(&request)?;
+        let expires_at = caller.expires_at;
         let order_id = order_id_field(&request.get_ref().order_id)?;
         // Position first, then the order: every change after the position
         // is at least as new as the order sent first, and older versions
@@ -127,8 +130,9 @@ impl OrderService for OrderApi {
             .db
             .get_order(&order_id)
             .await
-            .map_err(OrderError::from)?
-            .ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
+            .map_err(OrderError::from)?;
+        caller.may_read_order(order.as_ref().map(|o| o.customer_id.as_str()))?;
+        let order = order.ok_or_else(|| OrderError::NotFound(order_id.clone()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
         let first = pb::WatchOrderResponse {
             event: Some(Out::Change(pb::OrderChange {
@@ -169,7 +173,7 @@ impl OrderService for OrderApi {
                 }
             },
         ));
-        Ok(Response::new(outbox_stream(rx)))
+        Ok(Response::new(until_expiry(outbox_stream(rx), expires_at)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -179,6 +183,10 @@ impl OrderService for OrderApi {
     ) -> Result<Response<Self::WatchOrdersStream>, Status> {
         use pb::watch_orders_request::Start;
         use pb::watch_orders_response::Event as Out;
+        let caller = auth::caller(&request)?;
+        // App clients watch their own orders only, whatever they ask for.
+        let customer_id = caller.customer_filter(&request.get_ref().customer_id)?;
+        let expires_at = caller.expires_at;
         let request = request.into_inner();
         let mut violations = Vec::new();
         let states = states_field(&request.states, &mut violations);
@@ -210,7 +218,7 @@ impl OrderService for OrderApi {
         }
         let selector = Selector {
             order_id: None,
-            customer_id: Some(request.customer_id).filter(|c| !c.is_empty()),
+            customer_id,
             states,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
@@ -228,7 +236,7 @@ impl OrderService for OrderApi {
                 }),
             },
         ));
-        Ok(Response::new(outbox_stream(rx)))
+        Ok(Response::new(until_expiry(outbox_stream(rx), expires_at)))
     }
 
     #[tracing::instrument(skip_all, fields(order_id, customer_id = %request.get_ref().customer_id))]
@@ -236,6 +244,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        auth::caller(&request)?.require(Scope::OrdersWrite)?;
         let new = draft_from_proto(request.into_inner())
             .validate()
             .map_err(OrderError::InvalidArgument)?;
@@ -250,13 +259,15 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        let caller = auth::caller(&request)?;
         let order_id = order_id_field(&request.get_ref().order_id)?;
         let order = self
             .db
             .get_order(&order_id)
             .await
-            .map_err(OrderError::from)?
-            .ok_or(OrderError::NotFound(order_id))?;
+            .map_err(OrderError::from)?;
+        caller.may_read_order(order.as_ref().map(|o| o.customer_id.as_str()))?;
+        let order = order.ok_or(OrderError::NotFound(order_id))?;
         Ok(Response::new(order_to_proto(order)))
     }
 
@@ -265,11 +276,14 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        // App clients list their own orders only.
+        let customer_id =
+            auth::caller(&request)?.customer_filter(&request.get_ref().customer_id)?;
         let request = request.into_inner();
         let mut violations = Vec::new();
         let states = states_field(&request.states, &mut violations);
         let filter = ListFilter {
-            customer_id: Some(request.customer_id).filter(|c| !c.is_empty()),
+            customer_id,
             states,
         };
         let scope = {
@@ -317,6 +331,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        auth::caller(&request)?.require(Scope::OrdersWrite)?;
         let request = request.into_inner();
         let order_id = order_id_field(&request.order_id)?;
         if request.reason.chars().count() > MAX_CANCEL_REASON_LEN {
@@ -342,6 +357,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::FulfilOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        auth::caller(&request)?.require(Scope::OrdersWrite)?;
         let request = request.into_inner();
         let change = ChangeState {
             order_id: order_id_field(&request.order_id)?,

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{event_from_proto, event_to_proto, order_to_proto, timestamp};
 use super::order_service::page_size;
 use super::{page_token, status::invalid_argument};
+use crate::auth::{self, Scope};
 use crate::metrics::Metrics;
 use crate::order::{FieldViolation, OrderError};
 use crate::payment_event::Outcome;
@@ -57,6 +58,8 @@ impl PaymentEventService for PaymentEventApi {
         &self,
         request: Request<pb::RecordPaymentEventRequest>,
     ) -> Result<Response<pb::RecordPaymentEventResponse>, Status> {
+        // Only the adapter's identity records events; no other scope does.
+        auth::caller(&request)?.require(Scope::PaymentEventsWrite)?;
         let Some(event) = request.into_inner().event else {
             return Err(invalid_argument(&[FieldViolation::new(
                 "event",
@@ -100,6 +103,7 @@ impl PaymentEventService for PaymentEventApi {
         &self,
         request: Request<pb::ListPaymentEventsRequest>,
     ) -> Result<Response<pb::ListPaymentEventsResponse>, Status> {
+        auth::caller(&request)?.require(Scope::OrdersAdmin)?;
         let request = request.into_inner();
         let mut violations = Vec::new();
         let outcome = outcome_from_proto(request.outcome).unwrap_or_else(|v| {
@@ -153,8 +157,9 @@ impl PaymentEventService for PaymentEventApi {
     #[tracing::instrument(skip_all)]
     async fn reapply_unmatched_events(
         &self,
-        _request: Request<pb::ReapplyUnmatchedEventsRequest>,
+        request: Request<pb::ReapplyUnmatchedEventsRequest>,
     ) -> Result<Response<pb::ReapplyUnmatchedEventsResponse>, Status> {
+        auth::caller(&request)?.require(Scope::OrdersAdmin)?;
         let counts = self.db.writer().submit(ReapplyUnmatched).await?;
         tracing::info!(
             applied = counts.applied,

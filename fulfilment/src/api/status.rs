@@ -2,6 +2,8 @@
 //!
 //! Every status carries a google.rpc.ErrorInfo with a stable `reason` and the
 //! domain [`ERROR_DOMAIN`]; validation errors add a google.rpc.BadRequest.
+//! Refused calls ([`crate::auth::AuthError`]) become UNAUTHENTICATED or
+//! PERMISSION_DENIED here too.
 //! Storage failures are logged here in full and reach the client only as a
 //! generic UNAVAILABLE, never with internals.
 
@@ -152,6 +154,50 @@ impl From<crate::stream::watch::StreamError> for Status {
     }
 }
 
+impl From<crate::auth::AuthError> for Status {
+    fn from(err: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        let message = err.to_string();
+        match err {
+            AuthError::TokenMissing => status(
+                Code::Unauthenticated,
+                message,
+                "TOKEN_MISSING",
+                &[],
+                ErrorDetails::new(),
+            ),
+            AuthError::TokenInvalid(problem) => status(
+                Code::Unauthenticated,
+                message,
+                "TOKEN_INVALID",
+                &[("problem", problem.as_str().to_owned())],
+                ErrorDetails::new(),
+            ),
+            AuthError::TokenExpired => status(
+                Code::Unauthenticated,
+                message,
+                "TOKEN_EXPIRED",
+                &[],
+                ErrorDetails::new(),
+            ),
+            AuthError::ScopeRequired(scope) => status(
+                Code::PermissionDenied,
+                message,
+                "SCOPE_INSUFFICIENT",
+                &[("required_scope", scope.as_str().to_owned())],
+                ErrorDetails::new(),
+            ),
+            AuthError::CustomerMismatch => status(
+                Code::PermissionDenied,
+                message,
+                "CUSTOMER_MISMATCH",
+                &[],
+                ErrorDetails::new(),
+            ),
+        }
+    }
+}
+
 /// UNAVAILABLE (retry) for database trouble, INTERNAL for data that cannot
 /// be decoded or statements that cannot be built; details stay in the log.
 pub fn storage(err: &StorageError) -> Status {
@@ -214,6 +260,45 @@ mod tests {
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("hunter2"));
         assert!(!format!("{:?}", status.details()).contains("hunter2"));
+    }
+
+    #[test]
+    fn auth_errors_map_to_their_codes_and_reasons() {
+        use crate::auth::{AuthError, InvalidToken, Scope};
+        let cases = [
+            (
+                AuthError::TokenMissing,
+                Code::Unauthenticated,
+                "TOKEN_MISSING",
+            ),
+            (
+                AuthError::TokenInvalid(InvalidToken::Signature),
+                Code::Unauthenticated,
+                "TOKEN_INVALID",
+            ),
+            (
+                AuthError::TokenExpired,
+                Code::Unauthenticated,
+                "TOKEN_EXPIRED",
+            ),
+            (
+                AuthError::ScopeRequired(Scope::OrdersWrite),
+                Code::PermissionDenied,
+                "SCOPE_INSUFFICIENT",
+            ),
+            (
+                AuthError::CustomerMismatch,
+                Code::PermissionDenied,
+                "CUSTOMER_MISMATCH",
+            ),
+        ];
+        for (err, code, reason) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            let info = status.get_details_error_info();
+            assert_eq!(info.as_ref().map(|i| i.reason.as_str()), Some(reason));
+            assert_eq!(info.map(|i| i.domain), Some(ERROR_DOMAIN.to_owned()));
+        }
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //!   entry point) apart from the public API, so a network policy can let
 //!   only the adapter reach it; without it, the API listener serves it too;
 //! - the ops listener, if configured: plaintext health and `/metrics`.
+//!
+//! With TLS configured ([`tls`]) the API and ingest listeners speak TLS, the
+//! ingest listener mutual TLS with a client CA; every gRPC call on them
+//! passes the authentication layer ([`crate::auth`]).
 
 mod cors;
 pub mod health;
 mod ops;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,6 +27,7 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
+use crate::auth::AuthLayer;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
 use crate::stream::{Hub, StreamConfig};
@@ -79,6 +85,10 @@ pub struct ServeOptions {
     /// clients reconnect and long-lived connections spread over replicas
     /// behind a ClusterIP Service. Unset: connections live on.
     pub max_connection_age: Option<Duration>,
+    /// TLS for the API and ingest listeners. Unset: plaintext.
+    pub tls: Option<tls::TlsConfig>,
+    /// Bearer-token authentication of gRPC calls. Default: off.
+    pub auth: crate::auth::Authenticator,
 }
 
 /// How long calls on a connection past its maximum age may run on before
@@ -175,6 +185,7 @@ pub async fn serve(
         .layer(cors::layer(&options.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(GrpcMetricsLayer::new(metrics.clone()))
+        .layer(AuthLayer::new(options.auth.clone()))
         .add_service(health_service.clone())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -183,10 +194,11 @@ pub async fn serve(
             db.clone(),
         )))
         .add_optional_service(listeners.ingest.is_none().then(|| payment_events.clone()));
+    let api_tls = options.tls.as_ref().map(tls::TlsConfig::api);
     tasks.spawn({
         let stop = stopped(stop_rx.clone());
         async move {
-            api.serve_with_incoming_shutdown(incoming(listeners.api), stop)
+            api.serve_with_incoming_shutdown(tls::incoming(incoming(listeners.api), api_tls), stop)
                 .await
                 .map_err(ServeError::from)
         }
@@ -196,14 +208,16 @@ pub async fn serve(
         let (reflection_v1, reflection_v1alpha) = reflection()?;
         let ingest = builder(&options)
             .layer(GrpcMetricsLayer::new(metrics.clone()))
+            .layer(AuthLayer::new(options.auth.clone()))
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(payment_events);
         let stop = stopped(stop_rx.clone());
+        let ingest_tls = options.tls.as_ref().map(tls::TlsConfig::ingest);
         tasks.spawn(async move {
             ingest
-                .serve_with_incoming_shutdown(incoming(listener), stop)
+                .serve_with_incoming_shutdown(tls::incoming(incoming(listener), ingest_tls), stop)
                 .await
                 .map_err(ServeError::from)
         });

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod security;
+
 use std::time::Duration;
 
 use fulfil_proto::v1::entitlement_service_client::EntitlementServiceClient;
@@ -23,7 +25,7 @@ use fulfilment::storage::{Database, DatabaseConfig, WriterConfig};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 pub const POSTGRES_URL_VAR: &str = "FULFIL_TEST_POSTGRES_URL";
 
@@ -33,11 +35,26 @@ pub enum Backend {
     Postgres,
 }
 
+/// How a test server is protected, and how its test clients connect.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// Token checks (default: off).
+    pub auth: fulfilment::auth::Authenticator,
+    /// Server TLS (default: plaintext).
+    pub tls: Option<fulfilment::server::tls::TlsConfig>,
+    /// PaymentEventService on its own ingest listener.
+    pub ingest: bool,
+    /// TLS of the test clients (their `events` client uses the ingest
+    /// listener when there is one).
+    pub client_tls: Option<ClientTlsConfig>,
+}
+
 pub struct TestApp {
     pub client: OrderServiceClient<Channel>,
     pub events: PaymentEventServiceClient<Channel>,
     pub entitlements: EntitlementServiceClient<Channel>,
     pub addr: std::net::SocketAddr,
+    pub ingest_addr: Option<std::net::SocketAddr>,
     pub db: Database,
     url: String,
     stop: Option<oneshot::Sender<()>>,
@@ -96,6 +113,24 @@ impl TestApp {
         writer: WriterConfig,
         streams: fulfilment::stream::StreamConfig,
     ) -> Option<TestApp> {
+        Self::spawn_secured_full(backend, writer, streams, Security::default()).await
+    }
+
+    /// A server with TLS and/or authorization.
+    pub async fn spawn_secured(backend: Backend, security: Security) -> Option<TestApp> {
+        let streams = fulfilment::stream::StreamConfig {
+            heartbeat: Duration::from_millis(200),
+            ..Default::default()
+        };
+        Self::spawn_secured_full(backend, WriterConfig::default(), streams, security).await
+    }
+
+    async fn spawn_secured_full(
+        backend: Backend,
+        writer: WriterConfig,
+        streams: fulfilment::stream::StreamConfig,
+        security: Security,
+    ) -> Option<TestApp> {
         let (url, dir, pg_db) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -110,7 +145,7 @@ impl TestApp {
                 (url, None, Some((admin, name)))
             }
         };
-        let mut app = Self::serve(&url, writer, streams).await;
+        let mut app = Self::serve(&url, writer, streams, security).await;
         app._dir = dir;
         app.pg_db = pg_db;
         Some(app)
@@ -118,13 +153,20 @@ impl TestApp {
 
     /// Another server (a replica) on this app's database.
     pub async fn replica(&self, streams: fulfilment::stream::StreamConfig) -> TestApp {
-        Self::serve(&self.url, WriterConfig::default(), streams).await
+        Self::serve(
+            &self.url,
+            WriterConfig::default(),
+            streams,
+            Security::default(),
+        )
+        .await
     }
 
     async fn serve(
         url: &str,
         writer: WriterConfig,
         streams: fulfilment::stream::StreamConfig,
+        security: Security,
     ) -> TestApp {
         let config = DatabaseConfig {
             url: url.to_owned(),
@@ -136,15 +178,26 @@ impl TestApp {
             .expect("open database");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let ingest = match security.ingest {
+            true => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind")),
+            false => None,
+        };
+        let ingest_addr = ingest.as_ref().map(|l| l.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = db.clone();
         let server = tokio::spawn(async move {
             server::serve(
-                server::Listeners::api_only(listener),
+                server::Listeners {
+                    api: listener,
+                    ingest,
+                    ops: None,
+                },
                 serving,
                 server::ServeOptions {
                     streams,
                     cors_origins: vec!["http://app.example".to_owned()],
+                    tls: security.tls,
+                    auth: security.auth,
                     ..Default::default()
                 },
                 async move {
@@ -154,16 +207,21 @@ impl TestApp {
             .await
             .expect("server failed");
         });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("url")
-            .connect()
+        let channel = connect(addr, security.client_tls.clone())
             .await
             .expect("connect");
+        let events = match ingest_addr {
+            Some(at) => connect(at, security.client_tls)
+                .await
+                .expect("connect to ingest"),
+            None => channel.clone(),
+        };
         TestApp {
             client: OrderServiceClient::new(channel.clone()),
-            events: PaymentEventServiceClient::new(channel.clone()),
+            events: PaymentEventServiceClient::new(events),
             entitlements: EntitlementServiceClient::new(channel),
             addr,
+            ingest_addr,
             db,
             url: url.to_owned(),
             stop: Some(stop),
@@ -268,6 +326,29 @@ impl Drop for TestApp {
     }
 }
 
+/// A channel to `addr`: plaintext, or TLS with `tls` (server name
+/// "localhost").
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    tls: Option<ClientTlsConfig>,
+) -> Result<Channel, tonic::transport::Error> {
+    match tls {
+        None => {
+            Channel::from_shared(format!("http://{addr}"))
+                .expect("url")
+                .connect()
+                .await
+        }
+        Some(tls) => {
+            Channel::from_shared(format!("https://{addr}"))
+                .expect("url")
+                .tls_config(tls.domain_name("localhost"))?
+                .connect()
+                .await
+        }
+    }
+}
+
 /// A valid order for `customer_id`: 2 x 1500 + 1 x 900 EUR = 3900.
 pub fn new_order(customer_id: &str) -> CreateOrderRequest {
     CreateOrderRequest {
@@ -338,9 +419,30 @@ pub fn reason(status: &tonic::Status) -> String {
 }
 
 /// Declares each listed `async fn(TestApp)` as two tests, `sqlite::NAME` and
-/// `postgres::NAME`.
+/// `postgres::NAME`. With `spawn = PATH;` first, the app comes from
+/// `PATH(Backend) -> Option<TestApp>` (e.g. a server with authorization).
 #[macro_export]
 macro_rules! storage_tests {
+    (spawn = $spawn:path; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $spawn($crate::common::Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = $spawn($crate::common::Backend::Postgres).await else { return };
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
