@@ -81,24 +81,10 @@ fn free_port() -> u16 {
 }
 
 fn payment_intent_succeeded(event_id: &str, order_id: &str, amount: i64) -> Vec<u8> {
-    let mut object: Value = serde_json::from_str(include_str!(
-        "../../adapter/testdata/stripe/payment_intent.json"
+    serde_json::to_vec(&fulfil_e2e::stripe_payment_succeeded(
+        event_id, order_id, amount,
     ))
-    .expect("fixture");
-    object["id"] = json!(format!("pi_{order_id}"));
-    object["amount"] = json!(amount);
-    object["amount_received"] = json!(amount);
-    object["currency"] = json!("eur");
-    object["status"] = json!("succeeded");
-    object["metadata"] = json!({ "order_id": order_id });
-    let mut event: Value =
-        serde_json::from_str(include_str!("../../adapter/testdata/stripe/event.json"))
-            .expect("fixture");
-    event["id"] = json!(event_id);
-    event["type"] = json!("payment_intent.succeeded");
-    event["created"] = json!(now());
-    event["data"] = json!({ "object": object });
-    serde_json::to_vec(&event).expect("json")
+    .expect("json")
 }
 
 async fn api(fulfilment: &Process, ca: &str) -> OrderServiceClient<Channel> {
