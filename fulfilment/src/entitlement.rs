@@ -6,6 +6,7 @@
 //! a renewal that reaches further.
 
 use crate::order::UnixMicros;
+use crate::payment_event::Grant;
 
 /// One entitlement of one customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,49 @@ impl Entitlement {
     }
 }
 
+impl Entitlement {
+    /// An entitlement nothing has granted or expired yet.
+    pub fn empty(customer_id: &str, entitlement_id: &str, product_id: &str) -> Self {
+        Entitlement {
+            customer_id: customer_id.to_owned(),
+            entitlement_id: entitlement_id.to_owned(),
+            product_id: product_id.to_owned(),
+            lifetime: false,
+            granted_until: None,
+            expired_through: None,
+            update_time: UnixMicros(0),
+        }
+    }
+
+    /// Merges a grant of `product_id`: extends access to the grant's end, or
+    /// for life. The product is the one of the grant that reaches furthest.
+    pub fn grant(&mut self, product_id: &str, grant: &Grant, now: UnixMicros) {
+        match grant.expire_time {
+            None => {
+                self.lifetime = true;
+                self.product_id = product_id.to_owned();
+            }
+            Some(until) => {
+                if self.granted_until.is_none_or(|current| until >= current.0) {
+                    self.granted_until = Some(UnixMicros(until));
+                    if !self.lifetime {
+                        self.product_id = product_id.to_owned();
+                    }
+                }
+            }
+        }
+        self.update_time = now;
+    }
+
+    /// Merges an expiration through the grant's end (`occur_time` when the
+    /// event gives none).
+    pub fn expire(&mut self, grant: &Grant, occur_time: UnixMicros, now: UnixMicros) {
+        let through = grant.expire_time.map_or(occur_time, UnixMicros);
+        self.expired_through = Some(self.expired_through.map_or(through, |e| e.max(through)));
+        self.update_time = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +128,38 @@ mod tests {
             "a lifetime grant can be revoked"
         );
         assert!(ent(true, None, None).active_at(UnixMicros(i64::MAX)));
+    }
+
+    #[test]
+    fn grants_and_expirations_commute() {
+        let grant = |until| Grant {
+            entitlement_id: "pro".into(),
+            expire_time: until,
+        };
+        let steps: [&dyn Fn(&mut Entitlement); 3] = [
+            &|e| e.grant("monthly", &grant(Some(100)), UnixMicros(1)),
+            &|e| e.grant("yearly", &grant(Some(300)), UnixMicros(1)),
+            &|e| e.expire(&grant(Some(100)), UnixMicros(7), UnixMicros(1)),
+        ];
+        let orders = [
+            [0, 1, 2],
+            [2, 1, 0],
+            [1, 0, 2],
+            [2, 0, 1],
+            [0, 2, 1],
+            [1, 2, 0],
+        ];
+        for order in orders {
+            let mut e = Entitlement::empty("u", "pro", "");
+            for i in order {
+                steps[i](&mut e);
+            }
+            assert_eq!(
+                (e.product_id.as_str(), e.granted_until, e.expired_through),
+                ("yearly", Some(UnixMicros(300)), Some(UnixMicros(100))),
+                "order {order:?}"
+            );
+            assert!(e.active_at(UnixMicros(200)));
+        }
     }
 }

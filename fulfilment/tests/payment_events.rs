@@ -22,6 +22,7 @@ storage_tests!(
     refund_before_payment_converges,
     late_failure_or_processing_never_unpays,
     disputes_open_and_close,
+    a_dispute_closed_before_it_was_opened_stays_closed,
     in_app_purchase_creates_a_paid_order_and_grants_access,
     unknown_event_types_are_ignored_but_recorded,
     malformed_events_are_refused_and_change_nothing,
@@ -292,6 +293,23 @@ async fn disputes_open_and_close(app: TestApp) {
         ..payment_event("evt_dc", Kind::DisputeClosed, "", "pi_d", 3)
     };
     assert!(!app.record(closed).await.order.expect("order").disputed);
+}
+
+/// The close changes nothing visible when it comes first, but the order's
+/// summary must keep it, or the late open would flag the order for ever.
+async fn a_dispute_closed_before_it_was_opened_stays_closed(app: TestApp) {
+    let order = create(&app, new_order("cus_1")).await;
+    app.record(paid("evt_p", &order.order_id, "pi_d", 3900, 1))
+        .await;
+    let dispute = |id: &str, kind, t| PaymentEvent {
+        refund_ref: "dp_1".into(),
+        ..payment_event(id, kind, "", "pi_d", t)
+    };
+    let closed = app.record(dispute("evt_dc", Kind::DisputeClosed, 3)).await;
+    assert!(!closed.order.expect("order").disputed);
+    let opened = app.record(dispute("evt_do", Kind::DisputeOpened, 2)).await;
+    assert!(!opened.order.expect("order").disputed);
+    assert!(!get(&app, &order.order_id).await.disputed);
 }
 
 async fn in_app_purchase_creates_a_paid_order_and_grants_access(app: TestApp) {

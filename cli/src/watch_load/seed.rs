@@ -66,8 +66,8 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         txn.execute_raw(Statement::from_string(
             backend,
             format!(
-                "INSERT INTO order_changes (order_id, customer_id, state, version, snapshot, commit_time) \
-                 SELECT order_id, customer_id, state, version, snapshot, commit_time \
+                "INSERT INTO order_changes (order_id, customer_id, state, version, snapshot, order_pb, commit_time) \
+                 SELECT order_id, customer_id, state, version, snapshot, order_pb, commit_time \
                  FROM order_changes ORDER BY seq LIMIT {copy}"
             ),
         ))

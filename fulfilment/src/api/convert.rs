@@ -4,7 +4,8 @@ use fulfil_proto::v1 as pb;
 use pb::order::State as PbState;
 
 use crate::order::{
-    Currency, FieldViolation, LineItemDraft, Order, OrderDraft, OrderState, UnixMicros,
+    Currency, FieldViolation, LineItem, LineItemDraft, Order, OrderDraft, OrderId, OrderState,
+    UnixMicros,
 };
 use crate::payment_event::{EventKind, Grant, PaymentEvent};
 
@@ -74,6 +75,46 @@ pub fn order_to_proto(order: Order) -> pb::Order {
         disputed: order.disputed,
         attention_reason: order.attention_reason.unwrap_or_default(),
     }
+}
+
+/// An order this service encoded (a feed snapshot) back into the domain;
+/// `Err` names the field that does not decode.
+pub fn order_from_proto(order: pb::Order) -> Result<Order, &'static str> {
+    Ok(Order {
+        order_id: OrderId::from_trusted(order.order_id),
+        customer_id: order.customer_id,
+        state: state_from_proto(order.state).ok_or("state")?,
+        line_items: order
+            .line_items
+            .into_iter()
+            .map(|item| LineItem {
+                sku: item.sku,
+                quantity: item.quantity,
+                unit_amount: item.unit_amount,
+            })
+            .collect(),
+        currency: Currency::parse(&order.currency).ok_or("currency")?,
+        amount_total: order.amount_total,
+        amount_paid: order.amount_paid,
+        amount_refunded: order.amount_refunded,
+        version: order.version,
+        create_time: order
+            .create_time
+            .as_ref()
+            .map(micros)
+            .ok_or("create_time")?,
+        update_time: order
+            .update_time
+            .as_ref()
+            .map(micros)
+            .ok_or("update_time")?,
+        metadata: order.metadata.into_iter().collect(),
+        fulfil_time: order.fulfil_time.as_ref().map(micros),
+        cancel_time: order.cancel_time.as_ref().map(micros),
+        cancel_reason: Some(order.cancel_reason).filter(|r| !r.is_empty()),
+        disputed: order.disputed,
+        attention_reason: Some(order.attention_reason).filter(|r| !r.is_empty()),
+    })
 }
 
 /// A CreateOrder request as an unvalidated draft.

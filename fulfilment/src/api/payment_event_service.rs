@@ -13,7 +13,7 @@ use crate::auth::{self, Scope};
 use crate::metrics::Metrics;
 use crate::order::{FieldViolation, OrderError};
 use crate::payment_event::Outcome;
-use crate::storage::{Database, EventFilter, ReapplyUnmatched, RecordEvent};
+use crate::storage::{Database, EventFilter};
 
 /// Serves `PaymentEventService` from a [`Database`].
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ impl PaymentEventService for PaymentEventApi {
         span.record("kind", event.kind.as_str());
         let provider = event.provider.clone();
 
-        let recorded = self.db.writer().submit(RecordEvent(event)).await?;
+        let recorded = self.db.writer().record(event).await?;
         span.record("outcome", recorded.outcome.as_str());
         self.metrics.payment_event_recorded(
             &provider,
@@ -160,7 +160,7 @@ impl PaymentEventService for PaymentEventApi {
         request: Request<pb::ReapplyUnmatchedEventsRequest>,
     ) -> Result<Response<pb::ReapplyUnmatchedEventsResponse>, Status> {
         auth::caller(&request)?.require(Scope::OrdersAdmin)?;
-        let counts = self.db.writer().submit(ReapplyUnmatched).await?;
+        let counts = self.db.reapply_unmatched().await?;
         tracing::info!(
             applied = counts.applied,
             still_unmatched = counts.still_unmatched,

@@ -125,6 +125,32 @@ pub struct Order {
     pub attention_reason: Option<String>,
 }
 
+impl Order {
+    /// A new order as `new` describes it, created at `now`, before any
+    /// payment.
+    pub fn new(new: &NewOrder, order_id: OrderId, now: UnixMicros) -> Self {
+        Order {
+            order_id,
+            customer_id: new.customer_id.clone(),
+            state: OrderState::PendingPayment,
+            line_items: new.line_items.clone(),
+            currency: new.currency,
+            amount_total: new.amount_total,
+            amount_paid: 0,
+            amount_refunded: 0,
+            version: 1,
+            create_time: now,
+            update_time: now,
+            metadata: new.metadata.clone(),
+            fulfil_time: None,
+            cancel_time: None,
+            cancel_reason: None,
+            disputed: false,
+            attention_reason: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,26 +5,35 @@
 
 use std::fmt;
 
-use crate::payment_event::facts::{Attempt, PaymentSummary};
+use crate::payment_event::summary::{Attempt, PaymentTotals};
 
-/// Where an order is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where an order is in its lifecycle. Stored as its proto value name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sea_orm::EnumIter, sea_orm::DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum OrderState {
     /// Created; no payment attempt reported yet.
+    #[sea_orm(string_value = "PENDING_PAYMENT")]
     PendingPayment,
     /// A payment was started and has not settled.
+    #[sea_orm(string_value = "PAYMENT_PROCESSING")]
     PaymentProcessing,
     /// The last payment attempt failed; the customer may try again.
+    #[sea_orm(string_value = "PAYMENT_FAILED")]
     PaymentFailed,
     /// Paid in full; ready to fulfil.
+    #[sea_orm(string_value = "PAID")]
     Paid,
     /// Fulfilled by the app's backend.
+    #[sea_orm(string_value = "FULFILLED")]
     Fulfilled,
     /// Cancelled before fulfilment.
+    #[sea_orm(string_value = "CANCELLED")]
     Cancelled,
     /// Part of the payment was refunded.
+    #[sea_orm(string_value = "PARTIALLY_REFUNDED")]
     PartiallyRefunded,
     /// The whole payment was refunded.
+    #[sea_orm(string_value = "REFUNDED")]
     Refunded,
 }
 
@@ -140,7 +149,7 @@ impl OrderState {
 /// refunds, payment in full, and finally the latest unsettled attempt.
 pub fn derive_state(
     amount_total: i64,
-    payments: &PaymentSummary,
+    payments: &PaymentTotals,
     cancelled: bool,
     fulfilled: bool,
 ) -> OrderState {
@@ -231,20 +240,20 @@ mod tests {
         assert!(Refunded.cancel().is_err() && Refunded.fulfil().is_err());
     }
 
-    fn paid(amount_paid: i64, amount_refunded: i64) -> PaymentSummary {
-        PaymentSummary {
+    fn paid(amount_paid: i64, amount_refunded: i64) -> PaymentTotals {
+        PaymentTotals {
             amount_paid,
             paid_any: amount_paid > 0,
             amount_refunded,
-            ..PaymentSummary::default()
+            ..PaymentTotals::default()
         }
     }
 
     #[test]
     fn derived_state_follows_the_rule_order() {
-        let none = PaymentSummary::default();
+        let none = PaymentTotals::default();
         assert_eq!(derive_state(100, &none, false, false), PendingPayment);
-        let processing = PaymentSummary {
+        let processing = PaymentTotals {
             attempt: Some(Attempt::Processing),
             ..none
         };
@@ -252,13 +261,13 @@ mod tests {
             derive_state(100, &processing, false, false),
             PaymentProcessing
         );
-        let failed = PaymentSummary {
+        let failed = PaymentTotals {
             attempt: Some(Attempt::Failed),
             ..none
         };
         assert_eq!(derive_state(100, &failed, false, false), PaymentFailed);
         // Paid beats any attempt report, whenever it came.
-        let paid_then_failed = PaymentSummary {
+        let paid_then_failed = PaymentTotals {
             attempt: Some(Attempt::Failed),
             ..paid(100, 0)
         };
@@ -286,11 +295,11 @@ mod tests {
         for (summary, fulfilled, cancelled) in [
             (paid(100, 0), false, false),
             (paid(100, 30), false, false),
-            (PaymentSummary::default(), false, false),
+            (PaymentTotals::default(), false, false),
             (
-                PaymentSummary {
+                PaymentTotals {
                     attempt: Some(Attempt::Failed),
-                    ..PaymentSummary::default()
+                    ..PaymentTotals::default()
                 },
                 false,
                 false,

@@ -1,50 +1,84 @@
 //! Payment events: what a provider reported, recorded once per (source,
 //! event id) in the ledger, and applied to an order.
 //!
-//! - [`facts`]: how an order's events add up, independent of arrival order.
-//! - [`apply`](crate::storage) (storage): the one transaction that records and
-//!   applies an event.
+//! - [`apply`]: the rules: what an event is about, its outcome, and what it
+//!   does to its order.
+//! - [`summary`]: how an order's events add up, independent of arrival order.
+//!
+//! Storage (`storage::record`) finds orders, claims events and writes what
+//! these decide.
 
-pub mod facts;
+pub mod apply;
+pub mod summary;
 
 use crate::order::{Currency, FieldViolation, UnixMicros};
 
 /// What happened, in provider-neutral terms (the proto `PaymentEvent.Kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Stored as its proto value name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum EventKind {
     /// Started, not settled.
+    #[sea_orm(string_value = "PAYMENT_PROCESSING")]
     PaymentProcessing,
     /// Settled: money captured.
+    #[sea_orm(string_value = "PAYMENT_SUCCEEDED")]
     PaymentSucceeded,
     /// An attempt failed.
+    #[sea_orm(string_value = "PAYMENT_FAILED")]
     PaymentFailed,
     /// An attempt was cancelled before settling.
+    #[sea_orm(string_value = "PAYMENT_CANCELLED")]
     PaymentCancelled,
     /// Money returned.
+    #[sea_orm(string_value = "REFUNDED")]
     Refunded,
     /// A dispute was opened.
+    #[sea_orm(string_value = "DISPUTE_OPENED")]
     DisputeOpened,
     /// A dispute ended.
+    #[sea_orm(string_value = "DISPUTE_CLOSED")]
     DisputeClosed,
     /// In-app purchase.
+    #[sea_orm(string_value = "PURCHASE")]
     Purchase,
     /// Subscription renewal.
+    #[sea_orm(string_value = "RENEWAL")]
     Renewal,
     /// Auto-renew turned off.
+    #[sea_orm(string_value = "CANCELLATION")]
     Cancellation,
     /// Auto-renew turned back on.
+    #[sea_orm(string_value = "UNCANCELLATION")]
     Uncancellation,
     /// Access ended.
+    #[sea_orm(string_value = "EXPIRATION")]
     Expiration,
     /// A renewal payment failed.
+    #[sea_orm(string_value = "BILLING_ISSUE")]
     BillingIssue,
     /// Product switched.
+    #[sea_orm(string_value = "PRODUCT_CHANGE")]
     ProductChange,
     /// Purchases moved between users.
+    #[sea_orm(string_value = "TRANSFER")]
     Transfer,
     /// Provider test event.
+    #[sea_orm(string_value = "TEST")]
     Test,
     /// Anything else.
+    #[sea_orm(string_value = "OTHER")]
     Other,
 }
 
@@ -125,16 +159,21 @@ impl EventKind {
     }
 }
 
-/// What recording an event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What recording an event did. Stored as its proto value name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sea_orm::EnumIter, sea_orm::DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
 pub enum Outcome {
     /// Applied to its order.
+    #[sea_orm(string_value = "APPLIED")]
     Applied,
     /// No order yet; kept until one matches.
+    #[sea_orm(string_value = "UNMATCHED")]
     Unmatched,
     /// Recorded; changes no order.
+    #[sea_orm(string_value = "IGNORED")]
     Ignored,
     /// Amount or currency did not fit the order; recorded, not counted.
+    #[sea_orm(string_value = "MISMATCH")]
     Mismatch,
 }
 
@@ -266,8 +305,8 @@ impl PaymentEvent {
     }
 
     /// The reduced form used to sum up an order's payments.
-    pub fn fact(&self) -> facts::Fact {
-        facts::Fact {
+    pub fn fact(&self) -> summary::Fact {
+        summary::Fact {
             event_id: self.event_id.clone(),
             kind: self.kind,
             payment_ref: self.payment_ref.clone(),

@@ -1,15 +1,19 @@
-//! Granting, expiring and reading entitlements.
+//! Loading and saving entitlements for a write batch (the rules are in
+//! `entitlement`), and reading them.
+
+use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
+use super::bulk::{Rows, Ty};
 use super::entity::entitlements::{self, Column};
 use super::writer::Ctx;
 use super::{Database, StorageError};
 use crate::entitlement::Entitlement;
 use crate::order::UnixMicros;
-use crate::payment_event::Grant;
 
 fn to_entitlement(row: entitlements::Model) -> Entitlement {
     Entitlement {
@@ -23,96 +27,113 @@ fn to_entitlement(row: entitlements::Model) -> Entitlement {
     }
 }
 
-/// The row for (customer, entitlement), created empty if missing, locked on
-/// PostgreSQL for the rest of the transaction.
-async fn load_or_create(
+/// The entitlements (customer, entitlement) with these keys, created empty
+/// where missing, locked on PostgreSQL for the rest of the transaction: two
+/// statements for any number of keys.
+pub(crate) async fn load(
     ctx: &Ctx<'_>,
-    customer_id: &str,
-    entitlement_id: &str,
-    product_id: &str,
-) -> Result<entitlements::Model, StorageError> {
-    let empty = entitlements::ActiveModel {
-        customer_id: Set(customer_id.to_owned()),
-        entitlement_id: Set(entitlement_id.to_owned()),
-        product_id: Set(product_id.to_owned()),
-        lifetime: Set(false),
-        granted_until: Set(None),
-        expired_through: Set(None),
-        update_time: Set(ctx.now.0),
-    };
-    entitlements::Entity::insert(empty)
-        .on_conflict_do_nothing()
-        .exec_without_returning(ctx.txn)
-        .await?;
-    let mut query = entitlements::Entity::find()
-        .filter(Column::CustomerId.eq(customer_id))
-        .filter(Column::EntitlementId.eq(entitlement_id));
-    if ctx.backend() == DbBackend::Postgres {
-        query = query.lock_exclusive();
+    keys: &[(String, String, String)],
+    now: UnixMicros,
+) -> Result<HashMap<(String, String), Entitlement>, StorageError> {
+    let mut found = HashMap::new();
+    if keys.is_empty() {
+        return Ok(found);
     }
-    query
-        .one(ctx.txn)
-        .await?
-        .ok_or_else(|| StorageError::Conflict(format!("entitlement {entitlement_id} vanished")))
-}
-
-async fn save(ctx: &Ctx<'_>, row: entitlements::Model) -> Result<(), StorageError> {
-    entitlements::Entity::update_many()
-        .col_expr(Column::ProductId, row.product_id.into())
-        .col_expr(Column::Lifetime, row.lifetime.into())
-        .col_expr(Column::GrantedUntil, row.granted_until.into())
-        .col_expr(Column::ExpiredThrough, row.expired_through.into())
-        .col_expr(Column::UpdateTime, ctx.now.0.into())
-        .filter(Column::CustomerId.eq(row.customer_id))
-        .filter(Column::EntitlementId.eq(row.entitlement_id))
-        .exec(ctx.txn)
-        .await?;
-    Ok(())
-}
-
-/// Extends each entitlement to the grant's end (or for life).
-pub(crate) async fn grant(
-    ctx: &Ctx<'_>,
-    customer_id: &str,
-    product_id: &str,
-    grants: &[Grant],
-) -> Result<(), StorageError> {
-    for g in grants {
-        let mut row = load_or_create(ctx, customer_id, &g.entitlement_id, product_id).await?;
-        match g.expire_time {
-            None => {
-                row.lifetime = true;
-                row.product_id = product_id.to_owned();
-            }
-            Some(until) => {
-                if row.granted_until.is_none_or(|current| until >= current) {
-                    row.granted_until = Some(until);
-                    if !row.lifetime {
-                        row.product_id = product_id.to_owned();
-                    }
-                }
-            }
+    let backend = ctx.backend();
+    let mut empty = Rows::new(&[
+        ("customer_id", Ty::Text),
+        ("entitlement_id", Ty::Text),
+        ("product_id", Ty::Text),
+    ]);
+    let mut seen = std::collections::HashSet::new();
+    for (customer, entitlement, product) in keys {
+        if seen.insert((customer, entitlement)) {
+            empty.push(vec![
+                customer.clone().into(),
+                entitlement.clone().into(),
+                product.clone().into(),
+            ]);
         }
-        save(ctx, row).await?;
     }
-    Ok(())
+    let lookup = Rows::new(&[("customer_id", Ty::Text), ("entitlement_id", Ty::Text)]);
+    let mut lookup = lookup;
+    for (customer, entitlement) in &seen {
+        lookup.push(vec![
+            (*customer).clone().into(),
+            (*entitlement).clone().into(),
+        ]);
+    }
+    let insert = empty.statement(backend, |params| {
+        let now = params.bind(now.0.into());
+        format!(
+            "INSERT INTO entitlements (customer_id, entitlement_id, product_id, lifetime,
+                 granted_until, expired_through, update_time)
+             SELECT customer_id, entitlement_id, product_id, false, NULL, NULL, {now}
+             FROM t WHERE true
+             ON CONFLICT (customer_id, entitlement_id) DO NOTHING"
+        )
+    });
+    ctx.txn.execute_raw(insert).await?;
+    let lock = if backend == DbBackend::Postgres {
+        " ORDER BY e.customer_id, e.entitlement_id FOR UPDATE OF e"
+    } else {
+        ""
+    };
+    let select = lookup.statement(backend, |_| {
+        format!(
+            "SELECT e.* FROM entitlements e JOIN t
+                 ON e.customer_id = t.customer_id AND e.entitlement_id = t.entitlement_id{lock}"
+        )
+    });
+    for row in ctx.txn.query_all_raw(select).await? {
+        let row = entitlements::Model::from_query_result(&row, "")?;
+        found.insert(
+            (row.customer_id.clone(), row.entitlement_id.clone()),
+            to_entitlement(row),
+        );
+    }
+    Ok(found)
 }
 
-/// Records that each entitlement expired through the grant's end (or
-/// `occur_time` when the event gives none).
-pub(crate) async fn expire(
-    ctx: &Ctx<'_>,
-    customer_id: &str,
-    product_id: &str,
-    grants: &[Grant],
-    occur_time: i64,
-) -> Result<(), StorageError> {
-    for g in grants {
-        let mut row = load_or_create(ctx, customer_id, &g.entitlement_id, product_id).await?;
-        let through = g.expire_time.unwrap_or(occur_time);
-        row.expired_through = Some(row.expired_through.map_or(through, |e| e.max(through)));
-        save(ctx, row).await?;
+/// Writes these entitlements back, in one statement.
+pub(crate) async fn save(ctx: &Ctx<'_>, changed: &[&Entitlement]) -> Result<(), StorageError> {
+    if changed.is_empty() {
+        return Ok(());
     }
+    let mut t = Rows::new(&[
+        ("customer_id", Ty::Text),
+        ("entitlement_id", Ty::Text),
+        ("product_id", Ty::Text),
+        ("lifetime", Ty::Bool),
+        ("granted_until", Ty::BigInt),
+        ("has_granted_until", Ty::Bool),
+        ("expired_through", Ty::BigInt),
+        ("has_expired_through", Ty::Bool),
+        ("update_time", Ty::BigInt),
+    ]);
+    for e in changed {
+        t.push(vec![
+            e.customer_id.clone().into(),
+            e.entitlement_id.clone().into(),
+            e.product_id.clone().into(),
+            e.lifetime.into(),
+            e.granted_until.map_or(0, |t| t.0).into(),
+            e.granted_until.is_some().into(),
+            e.expired_through.map_or(0, |t| t.0).into(),
+            e.expired_through.is_some().into(),
+            e.update_time.0.into(),
+        ]);
+    }
+    let statement = t.statement(ctx.backend(), |_| {
+        "UPDATE entitlements SET product_id = t.product_id, lifetime = t.lifetime,
+             granted_until = CASE WHEN t.has_granted_until THEN t.granted_until END,
+             expired_through = CASE WHEN t.has_expired_through THEN t.expired_through END,
+             update_time = t.update_time
+         FROM t WHERE entitlements.customer_id = t.customer_id
+             AND entitlements.entitlement_id = t.entitlement_id"
+            .to_owned()
+    });
+    ctx.txn.execute_raw(statement).await?;
     Ok(())
 }
 

@@ -36,7 +36,7 @@ pub struct FeedEntry {
 fn to_entry(row: order_changes::Model) -> Result<FeedEntry, StorageError> {
     Ok(FeedEntry {
         seq: row.seq,
-        order: snapshot_to_order(&row.snapshot)?,
+        order: snapshot_to_order(row.order_pb.as_deref(), &row.snapshot)?,
         commit_time: UnixMicros(row.commit_time),
     })
 }

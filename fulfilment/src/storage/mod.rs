@@ -4,14 +4,19 @@
 //! [`Writer`] task per process, which batches concurrent writes into one
 //! transaction (group commit) and answers each caller only after the commit.
 
+mod bulk;
 mod entitlements;
 pub mod entity;
 mod error;
 mod feed;
+mod held;
+mod ledger;
 mod migration;
 mod orders;
 mod payment_events;
+mod record;
 mod row;
+mod summary_codec;
 mod writer;
 
 use std::time::Duration;
@@ -24,9 +29,8 @@ pub use error::StorageError;
 pub use feed::{FEED_CHANNEL, FeedEntry, PruneFeed};
 pub use migration::Migrator;
 pub use orders::{ChangeState, Command, CreateOrder, ListFilter, OrderPage};
-pub use payment_events::{
-    EventFilter, Reapplied, ReapplyUnmatched, RecordEvent, Recorded, RecordedEvent,
-};
+pub use payment_events::{EventFilter, Reapplied, ReapplyChunk, RecordedEvent};
+pub use record::{ChunkReapplied, Recorded};
 pub use writer::{Ctx, FEED_LOCK, Mutation, Writer, WriterConfig};
 
 /// How to reach the database.
@@ -95,6 +99,9 @@ pub async fn migrate(conn: &DatabaseConnection) -> Result<(), StorageError> {
     } else {
         Migrator::up(conn, None).await?;
     }
+    // Fresh statistics for whatever the tables hold now (an upgraded
+    // database); the hot path does not depend on them (see `ledger`).
+    conn.execute_unprepared("ANALYZE").await?;
     Ok(())
 }
 

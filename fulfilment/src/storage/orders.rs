@@ -8,10 +8,11 @@ use sea_orm::{
 };
 
 use super::entity::orders::{self, Column};
-use super::row::to_order;
+use super::row::{self, to_order};
 use super::writer::{Ctx, Mutation};
-use super::{Database, StorageError, payment_events};
+use super::{Database, StorageError, record, summary_codec};
 use crate::order::{NewOrder, Order, OrderError, OrderId, OrderState, Transition};
+use crate::payment_event::summary::Summary;
 
 /// Which orders to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,7 +66,7 @@ async fn list(
         query = query.filter(Column::CustomerId.eq(customer_id.as_str()));
     }
     if !filter.states.is_empty() {
-        query = query.filter(Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
+        query = query.filter(Column::State.is_in(filter.states.iter().copied()));
     }
     if let Some(after) = after {
         query = query.filter(Column::Id.lt(after));
@@ -101,10 +102,10 @@ impl Mutation for CreateOrder {
 
 async fn create(new: &NewOrder, ctx: &mut Ctx<'_>) -> Result<Order, OrderError> {
     let order_id = new.order_id.clone().unwrap_or_else(OrderId::generate);
-    if let Some(row) = create_row(new, order_id.clone(), ctx).await? {
+    if let Some(order) = create_row(new, order_id.clone(), ctx).await? {
         // Payment events may have arrived before the order (a webhook racing
         // the app's CreateOrder): they apply now, in this transaction.
-        return Ok(payment_events::adopt_waiting(ctx, row).await?);
+        return Ok(record::adopt_for_new_order(ctx, order).await?);
     }
 
     if let Some(request_id) = &new.request_id {
@@ -126,35 +127,12 @@ async fn create(new: &NewOrder, ctx: &mut Ctx<'_>) -> Result<Order, OrderError> 
 
 /// Inserts a new order row and queues it for the feed; `None` when its id or
 /// request id is taken.
-pub(crate) async fn create_row(
+async fn create_row(
     new: &NewOrder,
     order_id: OrderId,
     ctx: &mut Ctx<'_>,
-) -> Result<Option<orders::Model>, StorageError> {
-    let encode = |what: &str, e: serde_json::Error| StorageError::Statement(format!("{what}: {e}"));
-    let mut row = orders::Model {
-        id: 0,
-        order_id: order_id.as_str().to_owned(),
-        customer_id: new.customer_id.clone(),
-        state: OrderState::PendingPayment.as_str().to_owned(),
-        currency: new.currency.as_str().to_owned(),
-        amount_total: new.amount_total,
-        amount_paid: 0,
-        amount_refunded: 0,
-        line_items: serde_json::to_string(&new.line_items).map_err(|e| encode("line_items", e))?,
-        metadata: serde_json::to_string(&new.metadata).map_err(|e| encode("metadata", e))?,
-        version: 1,
-        request_id: new.request_id.clone(),
-        request_hash: new.request_id.as_ref().map(|_| new.request_hash.clone()),
-        create_time: ctx.now.0,
-        update_time: ctx.now.0,
-        fulfil_time: None,
-        cancel_time: None,
-        cancel_reason: None,
-        disputed: false,
-        attention_reason: None,
-    };
-
+) -> Result<Option<Order>, StorageError> {
+    let order = Order::new(new, order_id, ctx.now);
     // ON CONFLICT DO NOTHING with no target covers both unique keys
     // (order_id, request_id): the database decides who was first, also
     // between replicas, and nobody gets a constraint error.
@@ -177,34 +155,45 @@ pub(crate) async fn create_row(
             Column::CreateTime,
             Column::UpdateTime,
             Column::Disputed,
+            Column::PaymentSummary,
+            Column::SummaryVersion,
         ])
         .values([
-            row.order_id.clone().into(),
-            row.customer_id.clone().into(),
-            row.state.clone().into(),
-            row.currency.clone().into(),
-            row.amount_total.into(),
-            row.amount_paid.into(),
-            row.amount_refunded.into(),
-            row.line_items.clone().into(),
-            row.metadata.clone().into(),
-            row.version.into(),
-            row.request_id.clone().into(),
-            row.request_hash.clone().into(),
-            row.create_time.into(),
-            row.update_time.into(),
-            row.disputed.into(),
+            order.order_id.as_str().into(),
+            order.customer_id.clone().into(),
+            order.state.as_str().into(),
+            order.currency.as_str().into(),
+            order.amount_total.into(),
+            order.amount_paid.into(),
+            order.amount_refunded.into(),
+            row::line_items_json(&order.line_items)?.into(),
+            row::metadata_json(&order.metadata)?.into(),
+            order.version.into(),
+            new.request_id.clone().into(),
+            new.request_id
+                .as_ref()
+                .map(|_| new.request_hash.clone())
+                .into(),
+            order.create_time.0.into(),
+            order.update_time.0.into(),
+            order.disputed.into(),
+            summary_codec::encode(&Summary::default()).into(),
+            order.version.into(),
         ])
         .map_err(|e| StorageError::Statement(e.to_string()))?
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .returning_col(Column::Id);
     let backend = ctx.backend();
-    let Some(inserted) = ctx.txn.query_one_raw(backend.build(&insert)).await? else {
+    if ctx
+        .txn
+        .query_one_raw(backend.build(&insert))
+        .await?
+        .is_none()
+    {
         return Ok(None);
-    };
-    row.id = inserted.try_get("", "id")?;
-    ctx.record_change(&row);
-    Ok(Some(row))
+    }
+    ctx.record_change(order.clone());
+    Ok(Some(order))
 }
 
 /// A command of the app's backend on an order.
@@ -240,7 +229,7 @@ impl Mutation for ChangeState {
 
 /// Loads an order inside the writer's transaction, locking its row on
 /// PostgreSQL so a replica's concurrent change waits for ours.
-pub(crate) async fn load_for_update(
+async fn load_for_update(
     ctx: &Ctx<'_>,
     order_id: &str,
 ) -> Result<Option<orders::Model>, StorageError> {
@@ -255,8 +244,7 @@ async fn change_state(change: &ChangeState, ctx: &mut Ctx<'_>) -> Result<Order, 
     let row = load_for_update(ctx, &change.order_id)
         .await?
         .ok_or_else(|| OrderError::NotFound(change.order_id.clone()))?;
-    let state = OrderState::parse(&row.state)
-        .ok_or_else(|| StorageError::Corrupt(format!("order {}: state", row.order_id)))?;
+    let state = row.state;
     let transition = match &change.command {
         Command::Cancel { .. } => state.cancel(),
         Command::Fulfil => state.fulfil(),
@@ -286,7 +274,7 @@ async fn change_state(change: &ChangeState, ctx: &mut Ctx<'_>) -> Result<Order, 
     };
 
     let mut updated = orders::Model {
-        state: next.as_str().to_owned(),
+        state: next,
         version: row.version + 1,
         update_time: ctx.now.0,
         ..row.clone()
@@ -299,7 +287,7 @@ async fn change_state(change: &ChangeState, ctx: &mut Ctx<'_>) -> Result<Order, 
         Command::Fulfil => updated.fulfil_time = Some(ctx.now.0),
     }
     let result = orders::Entity::update_many()
-        .col_expr(Column::State, Expr::value(updated.state.clone()))
+        .col_expr(Column::State, Expr::value(updated.state.as_str()))
         .col_expr(Column::Version, Expr::value(updated.version))
         .col_expr(Column::UpdateTime, Expr::value(updated.update_time))
         .col_expr(Column::CancelTime, Expr::value(updated.cancel_time))
@@ -308,6 +296,15 @@ async fn change_state(change: &ChangeState, ctx: &mut Ctx<'_>) -> Result<Order, 
             Expr::value(updated.cancel_reason.clone()),
         )
         .col_expr(Column::FulfilTime, Expr::value(updated.fulfil_time))
+        // A command changes no payment: a current summary stays current.
+        .col_expr(
+            Column::SummaryVersion,
+            Expr::value(if row.summary_version == Some(row.version) {
+                Some(updated.version)
+            } else {
+                row.summary_version
+            }),
+        )
         .filter(Column::Id.eq(row.id))
         .filter(Column::Version.eq(row.version))
         .exec(ctx.txn)
@@ -318,6 +315,7 @@ async fn change_state(change: &ChangeState, ctx: &mut Ctx<'_>) -> Result<Order, 
         // possible without row locks); the writer retries the mutation.
         return Err(StorageError::Conflict(row.order_id).into());
     }
-    ctx.record_change(&updated);
-    Ok(to_order(&updated)?)
+    let order = to_order(&updated)?;
+    ctx.record_change(order.clone());
+    Ok(order)
 }

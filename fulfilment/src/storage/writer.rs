@@ -6,31 +6,35 @@
 //! caller. Under light load a batch is a single mutation, so latency does not
 //! suffer; under heavy load one fsync covers many changes.
 //!
-//! Mutations in a batch run one after another on the same transaction, so two
+//! Payment events that arrive together are recorded set-based
+//! (`storage::record`): a fixed number of statements for the whole run of
+//! them. Other mutations run one after another on the same transaction. Two
 //! changes to one order behave exactly as if they had been separate commits.
-//! If the batch fails (a database error), it is rolled back and each mutation
-//! is retried alone, so one bad mutation cannot fail its neighbours.
+//! If the batch fails (a database error), it is rolled back and each job is
+//! retried alone, so one bad job cannot fail its neighbours.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::entity::{order_changes, orders};
+use super::bulk::{Rows, Ty};
+use super::record::{self, Recorded};
 use super::{DatabaseConfig, StorageError};
-use crate::order::{OrderError, UnixMicros};
+use crate::order::{Order, OrderError, UnixMicros};
+use crate::payment_event::PaymentEvent;
 
 /// Key of the transaction-scoped PostgreSQL advisory lock that serialises
 /// feed appends across replicas, so feed rows commit in `seq` order.
 pub const FEED_LOCK: i64 = 0x6675_6c66_696c_0002;
 
-/// Feed rows per INSERT statement.
-const FEED_CHUNK: usize = 8;
+/// Bytes of feed rows per INSERT statement on PostgreSQL (see `append_feed`).
+const FEED_BYTES: usize = 48 * 1024;
 
 /// A change to apply inside the writer's transaction.
 ///
@@ -54,7 +58,7 @@ pub struct Ctx<'t> {
     pub txn: &'t DatabaseTransaction,
     /// One timestamp for the whole batch.
     pub now: UnixMicros,
-    changes: Vec<orders::Model>,
+    changes: Vec<Order>,
 }
 
 impl Ctx<'_> {
@@ -63,9 +67,9 @@ impl Ctx<'_> {
         self.txn.get_database_backend()
     }
 
-    /// Queues the order's new row for the change feed of this commit.
-    pub fn record_change(&mut self, row: &orders::Model) {
-        self.changes.push(row.clone());
+    /// Queues the order's new version for the change feed of this commit.
+    pub fn record_change(&mut self, order: Order) {
+        self.changes.push(order);
     }
 }
 
@@ -90,7 +94,7 @@ impl Default for WriterConfig {
 /// Handle to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: mpsc::Sender<Queued>,
     commits: tokio::sync::watch::Receiver<u64>,
 }
 
@@ -172,10 +176,68 @@ impl Writer {
             caller: tracing::Span::current(),
         });
         self.jobs
-            .send(job)
+            .send(Queued::Mutation(job))
             .await
             .map_err(|_| StorageError::WriterStopped)?;
         answer.await.map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Records and applies a payment event; answers once it is committed.
+    pub async fn record(&self, event: PaymentEvent) -> Result<Recorded, OrderError> {
+        let (reply, answer) = oneshot::channel();
+        let job = RecordJob {
+            event,
+            result: None,
+            reply,
+            caller: tracing::Span::current(),
+        };
+        self.jobs
+            .send(Queued::Record(Box::new(job)))
+            .await
+            .map_err(|_| StorageError::WriterStopped)?;
+        answer.await.map_err(|_| StorageError::WriterStopped)?
+    }
+}
+
+/// What waits in the writer's queue.
+enum Queued {
+    /// A payment event: consecutive ones are recorded together.
+    Record(Box<RecordJob>),
+    /// Any other mutation, applied on its own.
+    Mutation(Box<dyn Job>),
+}
+
+impl Queued {
+    fn caller(&self) -> &tracing::Span {
+        match self {
+            Queued::Record(job) => &job.caller,
+            Queued::Mutation(job) => job.caller(),
+        }
+    }
+
+    fn finish(self, commit: Result<(), StorageError>) {
+        match self {
+            Queued::Record(job) => (*job).finish(commit),
+            Queued::Mutation(job) => job.finish(commit),
+        }
+    }
+}
+
+struct RecordJob {
+    event: PaymentEvent,
+    result: Option<Result<Recorded, OrderError>>,
+    reply: oneshot::Sender<Result<Recorded, OrderError>>,
+    caller: tracing::Span,
+}
+
+impl RecordJob {
+    fn finish(self, commit: Result<(), StorageError>) {
+        let answer = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StorageError::Corrupt("event was not recorded".into()).into()),
+            (Err(err), _) => Err(err.into()),
+        };
+        let _ = self.reply.send(answer);
     }
 }
 
@@ -225,11 +287,11 @@ impl<M: Mutation> Job for PendingJob<M> {
 
 async fn run(
     conn: DatabaseConnection,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    mut rx: mpsc::Receiver<Queued>,
     max_batch: usize,
     committed: tokio::sync::watch::Sender<u64>,
 ) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    let mut batch: Vec<Queued> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         // Whatever happens to this batch, followers may look at the feed.
         let _notify = Notify(&committed);
@@ -268,7 +330,7 @@ impl Drop for Notify<'_> {
 /// here are transient (a deadlock between replicas, a dropped connection).
 async fn retry_alone(
     conn: &DatabaseConnection,
-    single: &mut Vec<Box<dyn Job>>,
+    single: &mut [Queued],
     mut err: StorageError,
 ) -> Result<(), StorageError> {
     for pause_ms in [5, 50] {
@@ -282,16 +344,13 @@ async fn retry_alone(
     Err(err)
 }
 
-fn finish_all(batch: &mut Vec<Box<dyn Job>>, outcome: Result<(), StorageError>) {
+fn finish_all(batch: &mut Vec<Queued>, outcome: Result<(), StorageError>) {
     for job in batch.drain(..) {
         job.finish(outcome.clone());
     }
 }
 
-async fn commit_batch(
-    conn: &DatabaseConnection,
-    batch: &mut [Box<dyn Job>],
-) -> Result<(), StorageError> {
+async fn commit_batch(conn: &DatabaseConnection, batch: &mut [Queued]) -> Result<(), StorageError> {
     // IMMEDIATE takes SQLite's write lock at BEGIN, so the transaction never
     // has to upgrade a read lock (the source of SQLITE_BUSY deadlocks).
     let txn = conn
@@ -325,9 +384,20 @@ async fn commit_batch(
             )
         })
         .collect();
-    for (job, span) in batch.iter_mut().zip(&spans) {
-        let apply = tracing::info_span!(parent: span, "db.apply", otel.name = "db apply");
-        job.apply(&mut ctx).instrument(apply).await?;
+    let mut start = 0;
+    while start < batch.len() {
+        let end = match &batch[start] {
+            Queued::Record(_) => {
+                start
+                    + batch[start..]
+                        .iter()
+                        .take_while(|q| matches!(q, Queued::Record(_)))
+                        .count()
+            }
+            Queued::Mutation(_) => start + 1,
+        };
+        apply_run(&mut ctx, &mut batch[start..end], &spans[start..end]).await?;
+        start = end;
     }
     let applied = started.elapsed();
     let changes = std::mem::take(&mut ctx.changes);
@@ -348,9 +418,45 @@ async fn commit_batch(
     Ok(())
 }
 
+/// Applies a run of jobs: one mutation, or consecutive payment events
+/// recorded together.
+async fn apply_run(
+    ctx: &mut Ctx<'_>,
+    run: &mut [Queued],
+    spans: &[tracing::Span],
+) -> Result<(), StorageError> {
+    let apply_spans: Vec<tracing::Span> = spans
+        .iter()
+        .map(|span| tracing::info_span!(parent: span, "db.apply", otel.name = "db apply"))
+        .collect();
+    if let [Queued::Mutation(job)] = run {
+        let span = apply_spans
+            .first()
+            .cloned()
+            .unwrap_or_else(tracing::Span::none);
+        return job.apply(ctx).instrument(span).await;
+    }
+    let events: Vec<&PaymentEvent> = run
+        .iter()
+        .filter_map(|q| match q {
+            Queued::Record(job) => Some(&job.event),
+            Queued::Mutation(_) => None,
+        })
+        .collect();
+    // Each caller's apply span covers the set-based work done for it.
+    let results = record::record_batch(ctx, &events).await?;
+    drop(apply_spans);
+    for (queued, result) in run.iter_mut().zip(results) {
+        if let Queued::Record(job) = queued {
+            job.result = Some(result);
+        }
+    }
+    Ok(())
+}
+
 async fn append_feed(
     txn: &DatabaseTransaction,
-    changes: Vec<orders::Model>,
+    changes: Vec<Order>,
     now: UnixMicros,
 ) -> Result<(), StorageError> {
     if changes.is_empty() {
@@ -366,17 +472,43 @@ async fn append_feed(
         ))
         .await?;
     }
-    let rows = changes
-        .into_iter()
-        .map(|row| super::row::feed_row(&row, now))
-        .collect::<Result<Vec<_>, _>>()?;
-    // Several small inserts, not one large one: sqlx does not set
-    // TCP_NODELAY, and a large message over TCP stalls on Nagle plus the
-    // server's delayed ACK (measured: about 40 ms per batch of ~30 rows).
-    let mut rows = rows.into_iter().peekable();
+    // Statements of bounded size on PostgreSQL: sqlx does not set
+    // TCP_NODELAY, and a message over one loopback segment stalls on Nagle
+    // plus the server's delayed ACK (measured: about 40 ms per batch).
+    let backend = txn.get_database_backend();
+    let mut rows = changes.iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(FEED_CHUNK).collect();
-        order_changes::Entity::insert_many(chunk).exec(txn).await?;
+        let mut t = Rows::new(&[
+            ("order_id", Ty::Text),
+            ("customer_id", Ty::Text),
+            ("state", Ty::Text),
+            ("version", Ty::BigInt),
+            ("order_pb", Ty::Bytes),
+        ]);
+        let mut bytes = 0;
+        while let Some(order) =
+            rows.next_if(|_| backend != DbBackend::Postgres || bytes < FEED_BYTES)
+        {
+            let snapshot = super::row::feed_snapshot(order);
+            bytes += snapshot.len() + 128;
+            t.push(vec![
+                order.order_id.as_str().to_owned().into(),
+                order.customer_id.clone().into(),
+                order.state.as_str().to_owned().into(),
+                order.version.into(),
+                snapshot.into(),
+            ]);
+        }
+        let statement = t.statement(backend, |params| {
+            let now = params.bind(now.0.into());
+            format!(
+                "INSERT INTO order_changes (order_id, customer_id, state, version, snapshot,
+                     order_pb, commit_time)
+                 SELECT order_id, customer_id, state, version, '', order_pb, {now}
+                 FROM t WHERE true"
+            )
+        });
+        txn.execute_raw(statement).await?;
     }
     if txn.get_database_backend() == DbBackend::Postgres {
         // Delivered at commit to every replica's feed follower.

@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::order::OrderState;
+
 /// One row of `order_changes`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "order_changes")]
@@ -15,11 +17,14 @@ pub struct Model {
     /// Its customer, for filtered subscriptions.
     pub customer_id: String,
     /// Its state after the change.
-    pub state: String,
+    pub state: OrderState,
     /// Its version after the change.
     pub version: i64,
-    /// The whole order after the change, as JSON.
+    /// The whole order after the change as JSON, in rows written before
+    /// `order_pb` existed; empty in newer rows.
     pub snapshot: String,
+    /// The whole order after the change, an encoded `fulfil.v1.Order`.
+    pub order_pb: Option<Vec<u8>>,
     /// Unix microseconds of the commit.
     pub commit_time: i64,
 }

@@ -2,8 +2,10 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::order::OrderState;
+
 /// One row of `orders`.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "orders")]
 pub struct Model {
     /// Insertion sequence: the keyset for pagination (never reused).
@@ -14,8 +16,8 @@ pub struct Model {
     pub order_id: String,
     /// Owning customer.
     pub customer_id: String,
-    /// `OrderState::as_str`.
-    pub state: String,
+    /// Lifecycle state.
+    pub state: OrderState,
     /// ISO 4217, upper case.
     pub currency: String,
     /// Minor units.
@@ -49,6 +51,11 @@ pub struct Model {
     pub disputed: bool,
     /// Why someone should look at the order.
     pub attention_reason: Option<String>,
+    /// The merged payment summary (`storage::summary_codec`).
+    pub payment_summary: Option<Vec<u8>>,
+    /// The `version` the summary was written at; any other value (or none)
+    /// means the summary is stale and is rebuilt from the ledger.
+    pub summary_version: Option<i64>,
 }
 
 /// No relations are navigated through the ORM.

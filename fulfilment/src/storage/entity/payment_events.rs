@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::payment_event::{EventKind, Outcome};
+
 /// One row of `payment_events`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "payment_events")]
@@ -16,8 +18,8 @@ pub struct Model {
     pub event_id: String,
     /// Provider kind.
     pub provider: String,
-    /// `EventKind::as_str`.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// Provider type name.
     pub event_type: String,
     /// Order named by the event ("" if none).
@@ -42,8 +44,8 @@ pub struct Model {
     pub entitlements: String,
     /// The raw verified body.
     pub payload: Vec<u8>,
-    /// `Outcome::as_str`.
-    pub outcome: String,
+    /// What recording it did.
+    pub outcome: Outcome,
     /// The order it was applied to.
     pub order_id: Option<String>,
     /// Why it was not applied as is.

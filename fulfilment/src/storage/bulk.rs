@@ -1,0 +1,186 @@
+//! Set-based statements on either backend: a batch of rows as a table `t`
+//! that one INSERT, UPDATE or SELECT works on, whatever the batch's size.
+//!
+//! - PostgreSQL: `t` is `UNNEST` of one typed array per column, so the
+//!   statement text (and its cached plan) is the same for 1 row or 128.
+//! - SQLite: `t` is a `VALUES` list; preparing is in-process and cheap.
+//!
+//! PostgreSQL arrays cannot hold NULL through the driver here, so nullable
+//! text travels as `''` and comes back with `NULLIF(…, '')`.
+
+use sea_orm::{DbBackend, Statement, Value};
+
+/// The SQL type of a column of `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ty {
+    Text,
+    BigInt,
+    Bool,
+    Bytes,
+}
+
+impl Ty {
+    fn pg_array(self) -> &'static str {
+        match self {
+            Ty::Text => "text[]",
+            Ty::BigInt => "bigint[]",
+            Ty::Bool => "boolean[]",
+            Ty::Bytes => "bytea[]",
+        }
+    }
+
+    fn array_type(self) -> sea_orm::sea_query::ArrayType {
+        use sea_orm::sea_query::ArrayType;
+        match self {
+            Ty::Text => ArrayType::String,
+            Ty::BigInt => ArrayType::BigInt,
+            Ty::Bool => ArrayType::Bool,
+            Ty::Bytes => ArrayType::Bytes,
+        }
+    }
+}
+
+/// Rows for `t`, column by column.
+#[derive(Debug)]
+pub(crate) struct Rows {
+    columns: Vec<(&'static str, Ty, Vec<Value>)>,
+    len: usize,
+}
+
+impl Rows {
+    /// An empty table with these columns.
+    pub(crate) fn new(columns: &[(&'static str, Ty)]) -> Self {
+        Rows {
+            columns: columns
+                .iter()
+                .map(|(name, ty)| (*name, *ty, Vec::new()))
+                .collect(),
+            len: 0,
+        }
+    }
+
+    /// Appends a row; `values` must follow the columns' order and types.
+    pub(crate) fn push(&mut self, values: Vec<Value>) {
+        debug_assert_eq!(values.len(), self.columns.len());
+        for ((_, _, column), value) in self.columns.iter_mut().zip(values) {
+            column.push(value);
+        }
+        self.len += 1;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `WITH t(…) AS (…) {body}`, with `body` referring to `t`'s columns;
+    /// `extra` are bound after `t`'s values, as `$n`/`?` placeholders
+    /// written by `body` through [`Params`].
+    pub(crate) fn statement(
+        self,
+        backend: DbBackend,
+        body: impl FnOnce(&mut Params) -> String,
+    ) -> Statement {
+        let names: Vec<&str> = self.columns.iter().map(|(n, _, _)| *n).collect();
+        let mut params = Params {
+            backend,
+            values: Vec::new(),
+        };
+        let source = match backend {
+            DbBackend::Postgres => {
+                let arrays: Vec<String> = self
+                    .columns
+                    .into_iter()
+                    .map(|(_, ty, values)| {
+                        let placeholder =
+                            params.bind(Value::Array(ty.array_type(), Some(Box::new(values))));
+                        format!("{placeholder}::{}", ty.pg_array())
+                    })
+                    .collect();
+                format!("SELECT * FROM UNNEST({})", arrays.join(", "))
+            }
+            _ => {
+                let width = self.columns.len();
+                let mut columns: Vec<std::vec::IntoIter<Value>> = self
+                    .columns
+                    .into_iter()
+                    .map(|(_, _, values)| values.into_iter())
+                    .collect();
+                let mut tuples = Vec::with_capacity(self.len);
+                for _ in 0..self.len {
+                    let mut cells = Vec::with_capacity(width);
+                    for column in &mut columns {
+                        let value = column.next().unwrap_or(Value::String(None));
+                        cells.push(params.bind(value));
+                    }
+                    tuples.push(format!("({})", cells.join(", ")));
+                }
+                format!("VALUES {}", tuples.join(", "))
+            }
+        };
+        let body = body(&mut params);
+        Statement::from_sql_and_values(
+            backend,
+            format!("WITH t({}) AS ({source}) {body}", names.join(", ")),
+            params.values,
+        )
+    }
+}
+
+/// The values bound to a statement, in placeholder order.
+#[derive(Debug)]
+pub(crate) struct Params {
+    backend: DbBackend,
+    values: Vec<Value>,
+}
+
+impl Params {
+    /// An empty list for a statement on `backend`.
+    pub(crate) fn new(backend: DbBackend) -> Self {
+        Params {
+            backend,
+            values: Vec::new(),
+        }
+    }
+
+    /// Binds `value` and returns its placeholder.
+    pub(crate) fn bind(&mut self, value: Value) -> String {
+        self.values.push(value);
+        match self.backend {
+            DbBackend::Postgres => format!("${}", self.values.len()),
+            _ => "?".to_owned(),
+        }
+    }
+
+    /// `column = ANY($n)` (PostgreSQL) or `column IN (?, …)` (SQLite) for a
+    /// non-empty list of text values.
+    pub(crate) fn any_text(&mut self, column: &str, values: &[String]) -> String {
+        match self.backend {
+            DbBackend::Postgres => {
+                let array = Value::Array(
+                    sea_orm::sea_query::ArrayType::String,
+                    Some(Box::new(values.iter().map(|v| v.clone().into()).collect())),
+                );
+                format!("{column} = ANY({}::text[])", self.bind(array))
+            }
+            _ => {
+                let list: Vec<String> =
+                    values.iter().map(|v| self.bind(v.clone().into())).collect();
+                format!("{column} IN ({})", list.join(", "))
+            }
+        }
+    }
+
+    /// The statement with these values.
+    pub(crate) fn statement(self, sql: String) -> Statement {
+        Statement::from_sql_and_values(self.backend, sql, self.values)
+    }
+}
+
+/// Nullable text as it travels in `t` (see the module docs).
+pub(crate) fn opt_text(value: Option<&str>) -> Value {
+    value.unwrap_or_default().to_owned().into()
+}
