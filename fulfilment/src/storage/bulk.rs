@@ -174,6 +174,24 @@ impl Params {
         }
     }
 
+    /// `column = ANY($n)` / `column IN (?, …)` for a non-empty list of
+    /// integers.
+    pub(crate) fn any_bigint(&mut self, column: &str, values: &[i64]) -> String {
+        match self.backend {
+            DbBackend::Postgres => {
+                let array = Value::Array(
+                    sea_orm::sea_query::ArrayType::BigInt,
+                    Some(Box::new(values.iter().map(|v| (*v).into()).collect())),
+                );
+                format!("{column} = ANY({}::bigint[])", self.bind(array))
+            }
+            _ => {
+                let list: Vec<String> = values.iter().map(|v| self.bind((*v).into())).collect();
+                format!("{column} IN ({})", list.join(", "))
+            }
+        }
+    }
+
     /// The statement with these values.
     pub(crate) fn statement(self, sql: String) -> Statement {
         Statement::from_sql_and_values(self.backend, sql, self.values)

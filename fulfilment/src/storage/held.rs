@@ -148,6 +148,7 @@ pub(crate) async fn save<'a>(
         ("update_time", Ty::BigInt),
         ("payment_summary", Ty::Bytes),
     ]);
+    let mut ids = Vec::new();
     for h in held.into_iter().filter(|h| h.dirty()) {
         let o = &h.order;
         let summary = summary_codec::encode(&h.summary);
@@ -169,18 +170,21 @@ pub(crate) async fn save<'a>(
                 opt_text(o.attention_reason.as_deref()),
                 summary.into(),
             ]),
-            Some(id) => updates.push(vec![
-                id.into(),
-                h.stored_version.into(),
-                o.state.as_str().to_owned().into(),
-                o.amount_paid.into(),
-                o.amount_refunded.into(),
-                o.disputed.into(),
-                opt_text(o.attention_reason.as_deref()),
-                o.version.into(),
-                o.update_time.0.into(),
-                summary.into(),
-            ]),
+            Some(id) => updates.push({
+                ids.push(id);
+                vec![
+                    id.into(),
+                    h.stored_version.into(),
+                    o.state.as_str().to_owned().into(),
+                    o.amount_paid.into(),
+                    o.amount_refunded.into(),
+                    o.disputed.into(),
+                    opt_text(o.attention_reason.as_deref()),
+                    o.version.into(),
+                    o.update_time.0.into(),
+                    summary.into(),
+                ]
+            }),
         }
     }
     if !inserts.is_empty() {
@@ -204,14 +208,19 @@ pub(crate) async fn save<'a>(
     }
     if !updates.is_empty() {
         let expected = updates.len();
-        let statement = updates.statement(backend, |_| {
-            "UPDATE orders SET state = t.state, amount_paid = t.amount_paid,
-                 amount_refunded = t.amount_refunded, disputed = t.disputed,
-                 attention_reason = NULLIF(t.attention_reason, ''), version = t.version,
-                 update_time = t.update_time, payment_summary = t.payment_summary,
-                 summary_version = t.version
-             FROM t WHERE orders.id = t.id AND orders.version = t.stored_version"
-                .to_owned()
+        // `= ANY` on the key steers the plan to the primary key whatever
+        // the statistics say.
+        let statement = updates.statement(backend, |params| {
+            let by_id = params.any_bigint("orders.id", &ids);
+            format!(
+                "UPDATE orders SET state = t.state, amount_paid = t.amount_paid,
+                     amount_refunded = t.amount_refunded, disputed = t.disputed,
+                     attention_reason = NULLIF(t.attention_reason, ''), version = t.version,
+                     update_time = t.update_time, payment_summary = t.payment_summary,
+                     summary_version = t.version
+                 FROM t WHERE orders.id = t.id AND {by_id}
+                     AND orders.version = t.stored_version"
+            )
         });
         let updated = ctx.txn.execute_raw(statement).await?.rows_affected();
         if updated != expected as u64 {

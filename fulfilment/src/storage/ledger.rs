@@ -27,26 +27,37 @@ pub(crate) struct Recorded {
 }
 
 /// Which of these (source, event id) pairs are in the ledger already.
+/// Both columns are matched with `= ANY` on the unique index (a join with
+/// the batch's rows can be planned as a sequential scan while the table has
+/// no statistics); the few extra pairs that crossing sources and ids can
+/// match are dropped here.
 pub(crate) async fn recorded(
     ctx: &Ctx<'_>,
     keys: &[(&str, &str)],
 ) -> Result<Vec<Recorded>, StorageError> {
-    let mut t = Rows::new(&[("source", Ty::Text), ("event_id", Ty::Text)]);
-    for (source, event_id) in keys {
-        t.push(vec![
-            (*source).to_owned().into(),
-            (*event_id).to_owned().into(),
-        ]);
+    let wanted: std::collections::HashSet<(&str, &str)> = keys.iter().copied().collect();
+    let mut sources: Vec<String> = keys.iter().map(|(s, _)| (*s).to_owned()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let event_ids: Vec<String> = keys.iter().map(|(_, e)| (*e).to_owned()).collect();
+    let mut params = Params::new(ctx.backend());
+    let by_source = params.any_text("source", &sources);
+    let by_id = params.any_text("event_id", &event_ids);
+    let rows = ctx
+        .txn
+        .query_all_raw(params.statement(format!(
+            "SELECT source, event_id, outcome, order_id FROM payment_events
+             WHERE {by_source} AND {by_id}"
+        )))
+        .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let row = Recorded::from_query_result(&row, "")?;
+        if wanted.contains(&(row.source.as_str(), row.event_id.as_str())) {
+            found.push(row);
+        }
     }
-    let statement = t.statement(ctx.backend(), |_| {
-        "SELECT p.source, p.event_id, p.outcome, p.order_id
-         FROM payment_events p JOIN t ON p.source = t.source AND p.event_id = t.event_id"
-            .to_owned()
-    });
-    let rows = ctx.txn.query_all_raw(statement).await?;
-    rows.iter()
-        .map(|row| Ok(Recorded::from_query_result(row, "")?))
-        .collect()
+    Ok(found)
 }
 
 /// The order each of these payments was applied to, where one was.
@@ -369,11 +380,17 @@ pub(crate) async fn settle(ctx: &Ctx<'_>, settled: &[Settled]) -> Result<(), Sto
             opt_text(s.note.as_deref()),
         ]);
     }
-    let statement = t.statement(ctx.backend(), |_| {
-        "UPDATE payment_events SET outcome = t.outcome, order_id = t.order_id,
-             note = NULLIF(t.note, '')
-         FROM t WHERE payment_events.id = t.id AND payment_events.outcome = 'UNMATCHED'"
-            .to_owned()
+    let ids: Vec<i64> = settled.iter().map(|s| s.id).collect();
+    // `= ANY` on the key steers the plan to the primary key whatever the
+    // statistics say (see `recorded`).
+    let statement = t.statement(ctx.backend(), |params| {
+        let by_id = params.any_bigint("payment_events.id", &ids);
+        format!(
+            "UPDATE payment_events SET outcome = t.outcome, order_id = t.order_id,
+                 note = NULLIF(t.note, '')
+             FROM t WHERE payment_events.id = t.id AND {by_id}
+                 AND payment_events.outcome = 'UNMATCHED'"
+        )
     });
     let updated = ctx.txn.execute_raw(statement).await?.rows_affected();
     if updated != settled.len() as u64 {

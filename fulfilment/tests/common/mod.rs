@@ -151,6 +151,43 @@ impl TestApp {
         Some(app)
     }
 
+    /// A server on a fresh database that `prepare` fills first, as an
+    /// earlier release would have left it; the server then migrates it.
+    pub async fn spawn_upgraded<F, Fut>(backend: Backend, prepare: F) -> Option<TestApp>
+    where
+        F: FnOnce(sea_orm::DatabaseConnection) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (url, dir, pg_db) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("fulfil.db").display()
+                );
+                (url, Some(dir), None)
+            }
+            Backend::Postgres => {
+                let (url, admin, name) = postgres_database().await?;
+                (url, None, Some((admin, name)))
+            }
+        };
+        let conn = sea_orm::Database::connect(url.as_str())
+            .await
+            .expect("connect to prepare");
+        prepare(conn.clone()).await;
+        conn.close().await.ok();
+        let streams = fulfilment::stream::StreamConfig {
+            heartbeat: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let mut app =
+            Self::serve(&url, WriterConfig::default(), streams, Security::default()).await;
+        app._dir = dir;
+        app.pg_db = pg_db;
+        Some(app)
+    }
+
     /// Another server (a replica) on this app's database.
     pub async fn replica(&self, streams: fulfilment::stream::StreamConfig) -> TestApp {
         Self::serve(
