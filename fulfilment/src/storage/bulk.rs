@@ -10,6 +10,40 @@
 
 use sea_orm::{DbBackend, Statement, Value};
 
+/// Most bytes of row data in one statement on PostgreSQL. sqlx does not set
+/// TCP_NODELAY, and a message sent in more than one write (over TLS, one
+/// write per 16 KiB record) waits for the server's delayed ACK on Nagle's
+/// algorithm: measured, 40 ms per statement, which took a batch of 15
+/// events from 2 ms to 57 ms. SQLite has no such limit.
+pub(crate) const PG_STATEMENT_BYTES: usize = 12 * 1024;
+
+/// Splits `items` into runs whose estimated size stays under
+/// [`PG_STATEMENT_BYTES`] on PostgreSQL (one run on SQLite); every run
+/// holds at least one item.
+pub(crate) fn chunks<T>(backend: DbBackend, items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    if backend != DbBackend::Postgres {
+        return if items.is_empty() {
+            Vec::new()
+        } else {
+            vec![items]
+        };
+    }
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let item_bytes = size(item);
+        if i > start && bytes + item_bytes > PG_STATEMENT_BYTES {
+            runs.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += item_bytes;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
 /// The SQL type of a column of `t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ty {
@@ -66,14 +100,6 @@ impl Rows {
             column.push(value);
         }
         self.len += 1;
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// `WITH t(…) AS (…) {body}`, with `body` referring to `t`'s columns;
@@ -201,4 +227,21 @@ impl Params {
 /// Nullable text as it travels in `t` (see the module docs).
 pub(crate) fn opt_text(value: Option<&str>) -> Value {
     value.unwrap_or_default().to_owned().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_stay_under_the_limit_and_keep_every_item() {
+        let items: Vec<usize> = vec![5000, 5000, 5000, 20_000, 10, 10];
+        let runs = chunks(DbBackend::Postgres, &items, |n| *n);
+        assert_eq!(
+            runs,
+            vec![&items[0..2], &items[2..3], &items[3..4], &items[4..6]]
+        );
+        assert_eq!(chunks(DbBackend::Sqlite, &items, |n| *n), vec![&items[..]]);
+        assert!(chunks(DbBackend::Postgres, &items[..0], |n| *n).is_empty());
+    }
 }

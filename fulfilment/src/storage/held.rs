@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult};
 
-use super::bulk::{Params, Rows, Ty, opt_text};
+use super::bulk::{Params, Rows, Ty, chunks, opt_text};
 use super::entity::orders;
 use super::row::{self, to_order};
 use super::writer::Ctx;
@@ -110,16 +110,35 @@ pub(crate) async fn load(
     Ok(held)
 }
 
-/// Writes back every order the batch changed: one multi-row INSERT for the
-/// new ones and one multi-row UPDATE for the others. A row that changed
-/// under us (only possible without row locks) fails the batch as a
-/// conflict, and the writer retries it.
+/// Writes back every order the batch changed: multi-row INSERTs for the new
+/// ones and multi-row UPDATEs for the others (one of each, unless the rows
+/// outgrow `bulk::PG_STATEMENT_BYTES`). A row that changed under us (only
+/// possible without row locks) fails the batch as a conflict, and the
+/// writer retries it.
 pub(crate) async fn save<'a>(
     ctx: &Ctx<'_>,
     held: impl IntoIterator<Item = &'a Held>,
 ) -> Result<(), StorageError> {
     let backend = ctx.backend();
-    let mut inserts = Rows::new(&[
+    let (new, changed): (Vec<_>, Vec<_>) = held
+        .into_iter()
+        .filter(|h| h.dirty())
+        .map(|h| (h, summary_codec::encode(&h.summary)))
+        .partition(|(h, _)| h.id.is_none());
+    let size = |(h, summary): &(&Held, Vec<u8>)| {
+        summary.len() + 256 + h.order.line_items.len() * 64 + h.order.metadata.len() * 64
+    };
+    for run in chunks(backend, &new, size) {
+        insert(ctx, run).await?;
+    }
+    for run in chunks(backend, &changed, size) {
+        update(ctx, run).await?;
+    }
+    Ok(())
+}
+
+async fn insert(ctx: &Ctx<'_>, run: &[(&Held, Vec<u8>)]) -> Result<(), StorageError> {
+    let mut t = Rows::new(&[
         ("order_id", Ty::Text),
         ("customer_id", Ty::Text),
         ("state", Ty::Text),
@@ -136,7 +155,47 @@ pub(crate) async fn save<'a>(
         ("attention_reason", Ty::Text),
         ("payment_summary", Ty::Bytes),
     ]);
-    let mut updates = Rows::new(&[
+    for (h, summary) in run {
+        let o = &h.order;
+        t.push(vec![
+            o.order_id.as_str().to_owned().into(),
+            o.customer_id.clone().into(),
+            o.state.as_str().to_owned().into(),
+            o.currency.as_str().to_owned().into(),
+            o.amount_total.into(),
+            o.amount_paid.into(),
+            o.amount_refunded.into(),
+            row::line_items_json(&o.line_items)?.into(),
+            row::metadata_json(&o.metadata)?.into(),
+            o.version.into(),
+            o.create_time.0.into(),
+            o.update_time.0.into(),
+            o.disputed.into(),
+            opt_text(o.attention_reason.as_deref()),
+            summary.clone().into(),
+        ]);
+    }
+    let statement = t.statement(ctx.backend(), |_| {
+        "INSERT INTO orders (order_id, customer_id, state, currency, amount_total,
+             amount_paid, amount_refunded, line_items, metadata, version, create_time,
+             update_time, disputed, attention_reason, payment_summary, summary_version)
+         SELECT order_id, customer_id, state, currency, amount_total, amount_paid,
+             amount_refunded, line_items, metadata, version, create_time, update_time,
+             disputed, NULLIF(attention_reason, ''), payment_summary, version
+         FROM t WHERE true
+         ON CONFLICT DO NOTHING"
+            .to_owned()
+    });
+    let inserted = ctx.txn.execute_raw(statement).await?.rows_affected();
+    if inserted != run.len() as u64 {
+        // A replica created one of them since we looked: retry the batch.
+        return Err(StorageError::Conflict("order created concurrently".into()));
+    }
+    Ok(())
+}
+
+async fn update(ctx: &Ctx<'_>, run: &[(&Held, Vec<u8>)]) -> Result<(), StorageError> {
+    let mut t = Rows::new(&[
         ("id", Ty::BigInt),
         ("stored_version", Ty::BigInt),
         ("state", Ty::Text),
@@ -148,84 +207,41 @@ pub(crate) async fn save<'a>(
         ("update_time", Ty::BigInt),
         ("payment_summary", Ty::Bytes),
     ]);
-    let mut ids = Vec::new();
-    for h in held.into_iter().filter(|h| h.dirty()) {
+    let mut ids = Vec::with_capacity(run.len());
+    for (h, summary) in run {
         let o = &h.order;
-        let summary = summary_codec::encode(&h.summary);
-        match h.id {
-            None => inserts.push(vec![
-                o.order_id.as_str().to_owned().into(),
-                o.customer_id.clone().into(),
-                o.state.as_str().to_owned().into(),
-                o.currency.as_str().to_owned().into(),
-                o.amount_total.into(),
-                o.amount_paid.into(),
-                o.amount_refunded.into(),
-                row::line_items_json(&o.line_items)?.into(),
-                row::metadata_json(&o.metadata)?.into(),
-                o.version.into(),
-                o.create_time.0.into(),
-                o.update_time.0.into(),
-                o.disputed.into(),
-                opt_text(o.attention_reason.as_deref()),
-                summary.into(),
-            ]),
-            Some(id) => updates.push({
-                ids.push(id);
-                vec![
-                    id.into(),
-                    h.stored_version.into(),
-                    o.state.as_str().to_owned().into(),
-                    o.amount_paid.into(),
-                    o.amount_refunded.into(),
-                    o.disputed.into(),
-                    opt_text(o.attention_reason.as_deref()),
-                    o.version.into(),
-                    o.update_time.0.into(),
-                    summary.into(),
-                ]
-            }),
-        }
+        let id = h.id.unwrap_or_default();
+        ids.push(id);
+        t.push(vec![
+            id.into(),
+            h.stored_version.into(),
+            o.state.as_str().to_owned().into(),
+            o.amount_paid.into(),
+            o.amount_refunded.into(),
+            o.disputed.into(),
+            opt_text(o.attention_reason.as_deref()),
+            o.version.into(),
+            o.update_time.0.into(),
+            summary.clone().into(),
+        ]);
     }
-    if !inserts.is_empty() {
-        let expected = inserts.len();
-        let statement = inserts.statement(backend, |_| {
-            "INSERT INTO orders (order_id, customer_id, state, currency, amount_total,
-                 amount_paid, amount_refunded, line_items, metadata, version, create_time,
-                 update_time, disputed, attention_reason, payment_summary, summary_version)
-             SELECT order_id, customer_id, state, currency, amount_total, amount_paid,
-                 amount_refunded, line_items, metadata, version, create_time, update_time,
-                 disputed, NULLIF(attention_reason, ''), payment_summary, version
-             FROM t WHERE true
-             ON CONFLICT DO NOTHING"
-                .to_owned()
-        });
-        let inserted = ctx.txn.execute_raw(statement).await?.rows_affected();
-        if inserted != expected as u64 {
-            // A replica created one of them since we looked: retry the batch.
-            return Err(StorageError::Conflict("order created concurrently".into()));
-        }
-    }
-    if !updates.is_empty() {
-        let expected = updates.len();
-        // `= ANY` on the key steers the plan to the primary key whatever
-        // the statistics say.
-        let statement = updates.statement(backend, |params| {
-            let by_id = params.any_bigint("orders.id", &ids);
-            format!(
-                "UPDATE orders SET state = t.state, amount_paid = t.amount_paid,
-                     amount_refunded = t.amount_refunded, disputed = t.disputed,
-                     attention_reason = NULLIF(t.attention_reason, ''), version = t.version,
-                     update_time = t.update_time, payment_summary = t.payment_summary,
-                     summary_version = t.version
-                 FROM t WHERE orders.id = t.id AND {by_id}
-                     AND orders.version = t.stored_version"
-            )
-        });
-        let updated = ctx.txn.execute_raw(statement).await?.rows_affected();
-        if updated != expected as u64 {
-            return Err(StorageError::Conflict("order changed concurrently".into()));
-        }
+    // `= ANY` on the key steers the plan to the primary key whatever the
+    // statistics say.
+    let statement = t.statement(ctx.backend(), |params| {
+        let by_id = params.any_bigint("orders.id", &ids);
+        format!(
+            "UPDATE orders SET state = t.state, amount_paid = t.amount_paid,
+                 amount_refunded = t.amount_refunded, disputed = t.disputed,
+                 attention_reason = NULLIF(t.attention_reason, ''), version = t.version,
+                 update_time = t.update_time, payment_summary = t.payment_summary,
+                 summary_version = t.version
+             FROM t WHERE orders.id = t.id AND {by_id}
+                 AND orders.version = t.stored_version"
+        )
+    });
+    let updated = ctx.txn.execute_raw(statement).await?.rows_affected();
+    if updated != run.len() as u64 {
+        return Err(StorageError::Conflict("order changed concurrently".into()));
     }
     Ok(())
 }

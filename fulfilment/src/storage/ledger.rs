@@ -3,19 +3,14 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 
 use super::StorageError;
-use super::bulk::{Params, Rows, Ty, opt_text};
+use super::bulk::{Params, Rows, Ty, chunks, opt_text};
 use super::writer::Ctx;
 use crate::order::{Currency, UnixMicros};
 use crate::payment_event::summary::Fact;
 use crate::payment_event::{EventKind, Grant, Outcome, PaymentEvent};
-
-/// Rows per claim statement on PostgreSQL: sqlx does not set TCP_NODELAY,
-/// and a message over one loopback segment (64 KiB) stalls on Nagle plus
-/// the server's delayed ACK (measured: about 40 ms).
-const CLAIM_BYTES: usize = 48 * 1024;
 
 /// The first delivery of an event recorded before this batch.
 #[derive(Debug, Clone, FromQueryResult)]
@@ -288,19 +283,9 @@ pub(crate) async fn claim(
     now: UnixMicros,
 ) -> Result<(), StorageError> {
     let backend = ctx.backend();
-    let mut start = 0;
-    while start < claims.len() {
-        // On PostgreSQL, statements of bounded size (see CLAIM_BYTES).
-        let mut end = start;
-        let mut bytes = 0;
-        while end < claims.len()
-            && (end == start || backend != DbBackend::Postgres || bytes < CLAIM_BYTES)
-        {
-            bytes += claims[end].event.payload.len() + 512;
-            end += 1;
-        }
+    for run in chunks(backend, claims, |c| c.event.payload.len() + 256) {
         let mut t = Rows::new(&CLAIM_COLUMNS);
-        for claim in &claims[start..end] {
+        for claim in run {
             let e = claim.event;
             t.push(vec![
                 e.source.clone().into(),
@@ -324,7 +309,7 @@ pub(crate) async fn claim(
                 opt_text(claim.note.as_deref()),
             ]);
         }
-        let expected = end - start;
+        let expected = run.len();
         let statement = t.statement(backend, |params| {
             let now = params.bind(now.0.into());
             format!(
@@ -346,7 +331,6 @@ pub(crate) async fn claim(
                 "payment event recorded concurrently".into(),
             ));
         }
-        start = end;
     }
     Ok(())
 }

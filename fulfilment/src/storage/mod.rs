@@ -70,6 +70,12 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, Stor
         .acquire_timeout(config.acquire_timeout)
         .connect_timeout(config.acquire_timeout)
         .sqlx_logging(false)
+        // Plan every statement for its own parameters and the table as it is
+        // now. A cached generic plan is made once, while the tables are
+        // small, and a sequential scan chosen then stays for good as they
+        // grow (measured: the ledger lookup went from under 1 ms to 6.6 ms
+        // within a minute of a fresh start). Planning costs tens of µs.
+        .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")]))
         .map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)

@@ -23,7 +23,7 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::bulk::{Rows, Ty};
+use super::bulk::{Rows, Ty, chunks};
 use super::record::{self, Recorded};
 use super::{DatabaseConfig, StorageError};
 use crate::order::{Order, OrderError, UnixMicros};
@@ -32,9 +32,6 @@ use crate::payment_event::PaymentEvent;
 /// Key of the transaction-scoped PostgreSQL advisory lock that serialises
 /// feed appends across replicas, so feed rows commit in `seq` order.
 pub const FEED_LOCK: i64 = 0x6675_6c66_696c_0002;
-
-/// Bytes of feed rows per INSERT statement on PostgreSQL (see `append_feed`).
-const FEED_BYTES: usize = 48 * 1024;
 
 /// A change to apply inside the writer's transaction.
 ///
@@ -472,12 +469,13 @@ async fn append_feed(
         ))
         .await?;
     }
-    // Statements of bounded size on PostgreSQL: sqlx does not set
-    // TCP_NODELAY, and a message over one loopback segment stalls on Nagle
-    // plus the server's delayed ACK (measured: about 40 ms per batch).
     let backend = txn.get_database_backend();
-    let mut rows = changes.iter().peekable();
-    while rows.peek().is_some() {
+    let snapshots: Vec<(&Order, Vec<u8>)> = changes
+        .iter()
+        .map(|order| (order, super::row::feed_snapshot(order)))
+        .collect();
+    // Statements of bounded size on PostgreSQL (see `bulk::PG_STATEMENT_BYTES`).
+    for run in chunks(backend, &snapshots, |(_, s)| s.len() + 128) {
         let mut t = Rows::new(&[
             ("order_id", Ty::Text),
             ("customer_id", Ty::Text),
@@ -485,18 +483,13 @@ async fn append_feed(
             ("version", Ty::BigInt),
             ("order_pb", Ty::Bytes),
         ]);
-        let mut bytes = 0;
-        while let Some(order) =
-            rows.next_if(|_| backend != DbBackend::Postgres || bytes < FEED_BYTES)
-        {
-            let snapshot = super::row::feed_snapshot(order);
-            bytes += snapshot.len() + 128;
+        for (order, snapshot) in run {
             t.push(vec![
                 order.order_id.as_str().to_owned().into(),
                 order.customer_id.clone().into(),
                 order.state.as_str().to_owned().into(),
                 order.version.into(),
-                snapshot.into(),
+                snapshot.clone().into(),
             ]);
         }
         let statement = t.statement(backend, |params| {
