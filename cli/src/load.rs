@@ -72,7 +72,7 @@ const TIME_MARK: i64 = 4_102_444_799;
 struct Template(String);
 
 impl Template {
-    fn new(kind: adapter::config::SourceKind, event_type: &str) -> anyhow::Result<Self> {
+    fn new(kind: fulfil_proto::Provider, event_type: &str) -> anyhow::Result<Self> {
         let params = events::Params {
             event_id: EVENT_MARK.into(),
             order_id: ORDER_MARK.into(),
