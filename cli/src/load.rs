@@ -19,6 +19,19 @@ use rand::Rng;
 
 use crate::{dev_sources, events, signing};
 
+/// Shown after the options in `fulfil load --help`.
+pub const AFTER_HELP: &str = "\
+Sustained runs: with --duration 60 or more, one line per --window shows \
+whether throughput and latency hold; the summary ends with the last \
+window's throughput as a share of the first's.
+
+From a fresh database, as a new deployment meets it: stop `fulfil up`, \
+recreate the database, start `fulfil up` again (it applies the migrations), \
+then run load. Do not ANALYZE by hand.
+  PostgreSQL:  dropdb --if-exists fulfil_bench; createdb fulfil_bench
+               fulfil up --database-url postgres://USER@127.0.0.1/fulfil_bench
+  SQLite:      remove fulfil.db, fulfil.db-wal and fulfil.db-shm, then fulfil up";
+
 /// Options of `load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -44,7 +57,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0.0)]
     pub duplicates: f64,
     /// Orders to create first and spread events over (0: events name no order).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 2000)]
     pub orders: usize,
     /// The adapter.
     #[arg(
