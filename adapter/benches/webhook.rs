@@ -4,10 +4,11 @@
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
-use adapter::normalize::{Context, Provider, normalize};
+use adapter::normalize::{Context, normalize};
 use adapter::secret::Secret;
 use adapter::verify::{sign, standard, stripe};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fulfil_proto::Provider;
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 

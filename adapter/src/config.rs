@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use fulfil_proto::Provider;
 use serde::Deserialize;
 
 use crate::normalize::Mapping;
@@ -162,30 +163,12 @@ impl ServeArgs {
     }
 }
 
-/// The provider kind of a source: which signature scheme and payload format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// Stripe (`Stripe-Signature`).
-    Stripe,
-    /// PayPal (certificate-signed).
-    Paypal,
-    /// RevenueCat (Authorization header).
-    Revenuecat,
-    /// Glassfy (Authorization header).
-    Glassfy,
-    /// Any Standard Webhooks sender (v1 HMAC, v1a ed25519).
-    Standard,
-    /// Paddle Billing (`Paddle-Signature`).
-    Paddle,
-}
-
 /// One `[sources.NAME]` table as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceFile {
-    /// Provider kind.
-    pub kind: SourceKind,
+    /// Provider kind: its signature scheme and payload format.
+    pub kind: Provider,
     /// Inline secrets (fine for local use; prefer env or files elsewhere).
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -359,19 +342,18 @@ pub fn parse_sources(
             problem: problem.to_owned(),
         };
         // PayPal signs with its certificate; every other kind needs secrets.
-        if spec.kind != SourceKind::Paypal && secrets.is_empty() {
+        if spec.kind != Provider::Paypal && secrets.is_empty() {
             return Err(ConfigError::NoSecrets(name));
         }
-        if spec.kind == SourceKind::Paypal && spec.webhook_id.as_deref().is_none_or(str::is_empty) {
+        if spec.kind == Provider::Paypal && spec.webhook_id.as_deref().is_none_or(str::is_empty) {
             return Err(invalid("kind paypal needs webhook_id"));
         }
-        if spec.kind == SourceKind::Standard && spec.mapping.is_none() {
+        if spec.kind == Provider::Standard && spec.mapping.is_none() {
             return Err(invalid(
                 "kind standard needs a [sources.NAME.mapping] table",
             ));
         }
-        if spec.mapping.is_some() && !matches!(spec.kind, SourceKind::Standard | SourceKind::Paddle)
-        {
+        if spec.mapping.is_some() && !matches!(spec.kind, Provider::Standard | Provider::Paddle) {
             return Err(invalid("mapping applies only to kinds standard and paddle"));
         }
         sources.push(SourceConfig {

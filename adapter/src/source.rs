@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use fulfil_proto::Provider;
 use fulfil_proto::v1::PaymentEvent;
 use http::HeaderMap;
 
-use crate::config::{ConfigError, SourceConfig, SourceKind};
-use crate::normalize::{self, Context, Mapping, NormalizeError, Provider};
+use crate::config::{ConfigError, SourceConfig};
+use crate::normalize::{self, Context, Mapping, NormalizeError};
 use crate::secret::Secret;
 use crate::verify::{self, VerifyError};
 
@@ -41,7 +42,7 @@ pub struct Source {
     /// Its name.
     pub name: String,
     /// Its provider kind.
-    pub kind: SourceKind,
+    pub kind: Provider,
     verifier: Verifier,
     order_ref_key: String,
     mapping: Option<Mapping>,
@@ -63,17 +64,6 @@ pub struct Verified {
     pub webhook_id: Option<String>,
 }
 
-fn provider(kind: SourceKind) -> Provider {
-    match kind {
-        SourceKind::Stripe => Provider::Stripe,
-        SourceKind::Paypal => Provider::Paypal,
-        SourceKind::Revenuecat => Provider::Revenuecat,
-        SourceKind::Glassfy => Provider::Glassfy,
-        SourceKind::Standard => Provider::Standard,
-        SourceKind::Paddle => Provider::Paddle,
-    }
-}
-
 impl Source {
     /// Builds a source, parsing its keys.
     pub fn new(config: SourceConfig) -> Result<Self, ConfigError> {
@@ -89,15 +79,15 @@ impl Source {
                 .map_or(default, Duration::from_secs)
         };
         let verifier = match config.file.kind {
-            SourceKind::Stripe => Verifier::Stripe {
+            Provider::Stripe => Verifier::Stripe {
                 secrets: config.secrets,
                 tolerance: tolerance(verify::stripe::DEFAULT_TOLERANCE),
             },
-            SourceKind::Paddle => Verifier::Paddle {
+            Provider::Paddle => Verifier::Paddle {
                 secrets: config.secrets,
                 tolerance: tolerance(verify::paddle::DEFAULT_TOLERANCE),
             },
-            SourceKind::Standard => Verifier::Standard {
+            Provider::Standard => Verifier::Standard {
                 keys: config
                     .secrets
                     .iter()
@@ -106,10 +96,10 @@ impl Source {
                     .map_err(|e| invalid(e.to_string()))?,
                 tolerance: tolerance(verify::standard::DEFAULT_TOLERANCE),
             },
-            SourceKind::Revenuecat | SourceKind::Glassfy => Verifier::Bearer {
+            Provider::Revenuecat | Provider::Glassfy => Verifier::Bearer {
                 tokens: config.secrets,
             },
-            SourceKind::Paypal => {
+            Provider::Paypal => {
                 let webhook_id = config.file.webhook_id.clone().unwrap_or_default();
                 let certificates: Arc<dyn verify::paypal::CertificateSource> =
                     match &config.file.certificate_file {
@@ -171,7 +161,7 @@ impl Source {
     ) -> Result<PaymentEvent, NormalizeError> {
         let ctx = Context {
             source: &self.name,
-            provider: provider(self.kind),
+            provider: self.kind,
             order_ref_key: &self.order_ref_key,
             mapping: self.mapping.as_ref(),
             webhook_id: verified.webhook_id.as_deref(),
@@ -203,7 +193,7 @@ impl Sources {
     }
 
     /// Names and kinds, sorted, for start-up logs.
-    pub fn summary(&self) -> Vec<(String, SourceKind)> {
+    pub fn summary(&self) -> Vec<(String, Provider)> {
         let mut list: Vec<_> = self.0.values().map(|s| (s.name.clone(), s.kind)).collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         list

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use adapter::config::SourceKind;
+use fulfil_proto::Provider;
 
 const STRIPE_EVENT: &str = include_str!("../../adapter/testdata/stripe/event.json");
 const STRIPE_PAYMENT_INTENT: &str =
@@ -43,9 +43,9 @@ pub struct Params {
 }
 
 /// The event types each kind can build, for `--help` and errors.
-pub fn supported(kind: SourceKind) -> &'static [&'static str] {
+pub fn supported(kind: Provider) -> &'static [&'static str] {
     match kind {
-        SourceKind::Stripe => &[
+        Provider::Stripe => &[
             "payment_intent.succeeded",
             "payment_intent.payment_failed",
             "payment_intent.processing",
@@ -56,14 +56,14 @@ pub fn supported(kind: SourceKind) -> &'static [&'static str] {
             "charge.dispute.created",
             "charge.dispute.closed",
         ],
-        SourceKind::Standard => &[
+        Provider::Standard => &[
             "payment.succeeded",
             "payment.failed",
             "payment.processing",
             "payment.refunded",
         ],
-        SourceKind::Paddle => &["transaction.completed", "transaction.payment_failed"],
-        SourceKind::Revenuecat => &[
+        Provider::Paddle => &["transaction.completed", "transaction.payment_failed"],
+        Provider::Revenuecat => &[
             "INITIAL_PURCHASE",
             "RENEWAL",
             "NON_RENEWING_PURCHASE",
@@ -73,8 +73,8 @@ pub fn supported(kind: SourceKind) -> &'static [&'static str] {
             "BILLING_ISSUE",
             "TEST",
         ],
-        SourceKind::Glassfy => &["5001", "5003", "5004", "5008"],
-        SourceKind::Paypal => &[],
+        Provider::Glassfy => &["5001", "5003", "5004", "5008"],
+        Provider::Paypal => &[],
     }
 }
 
@@ -105,7 +105,7 @@ impl Params {
 }
 
 /// Builds the body of `event_type` for a source of `kind`.
-pub fn build(kind: SourceKind, event_type: &str, p: &Params) -> anyhow::Result<Vec<u8>> {
+pub fn build(kind: Provider, event_type: &str, p: &Params) -> anyhow::Result<Vec<u8>> {
     if !supported(kind).contains(&event_type) {
         anyhow::bail!(
             "{kind:?} sources can send: {}",
@@ -117,13 +117,13 @@ pub fn build(kind: SourceKind, event_type: &str, p: &Params) -> anyhow::Result<V
         );
     }
     let body = match kind {
-        SourceKind::Stripe => stripe(event_type, p)?,
-        SourceKind::Standard => standard(event_type, p),
-        SourceKind::Paddle => paddle(event_type, p),
-        SourceKind::Revenuecat => revenuecat(event_type, p)?,
-        SourceKind::Glassfy => glassfy(event_type, p)?,
+        Provider::Stripe => stripe(event_type, p)?,
+        Provider::Standard => standard(event_type, p),
+        Provider::Paddle => paddle(event_type, p),
+        Provider::Revenuecat => revenuecat(event_type, p)?,
+        Provider::Glassfy => glassfy(event_type, p)?,
         // `supported` lists nothing for PayPal, so the check above refused it.
-        SourceKind::Paypal => anyhow::bail!("PayPal webhooks are signed with PayPal's private key"),
+        Provider::Paypal => anyhow::bail!("PayPal webhooks are signed with PayPal's private key"),
     };
     Ok(serde_json::to_vec(&body)?)
 }

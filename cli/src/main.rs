@@ -35,6 +35,7 @@ enum Command {
     /// Send one correctly signed test webhook to a running adapter.
     Trigger(trigger::TriggerArgs),
     /// Send signed webhooks at a fixed concurrency and report throughput and latency.
+    #[command(after_help = load::AFTER_HELP)]
     Load(load::LoadArgs),
     /// Print order changes as they happen (resumable with --after CURSOR).
     Watch(watch::WatchArgs),

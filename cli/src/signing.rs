@@ -1,7 +1,8 @@
 //! Signing a body the way each provider does, with a source's secret.
 
-use adapter::config::{SourceConfig, SourceKind};
+use adapter::config::SourceConfig;
 use adapter::verify::sign;
+use fulfil_proto::Provider;
 
 /// Headers that make `body` verify for `source` at `now` (unix seconds).
 pub fn headers(
@@ -16,24 +17,24 @@ pub fn headers(
         .expose();
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     match source.file.kind {
-        SourceKind::Stripe => headers.push((
+        Provider::Stripe => headers.push((
             "stripe-signature".into(),
             sign::stripe_header(secret, now, body),
         )),
-        SourceKind::Paddle => headers.push((
+        Provider::Paddle => headers.push((
             "paddle-signature".into(),
             sign::paddle_header(secret, now, body),
         )),
-        SourceKind::Standard => {
+        Provider::Standard => {
             let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
             for (name, value) in sign::standard_headers(secret, &id, now, body)? {
                 headers.push((name.to_owned(), value));
             }
         }
-        SourceKind::Revenuecat | SourceKind::Glassfy => {
+        Provider::Revenuecat | Provider::Glassfy => {
             headers.push(("authorization".into(), secret.to_owned()))
         }
-        SourceKind::Paypal => anyhow::bail!("PayPal webhooks are signed with PayPal's private key"),
+        Provider::Paypal => anyhow::bail!("PayPal webhooks are signed with PayPal's private key"),
     }
     Ok(headers)
 }

@@ -91,8 +91,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let secret = source.secrets.first().map(|s| s.expose()).unwrap_or("");
         println!(
             "    {:<11} {:<10} secret {secret}",
-            source.name,
-            format!("{:?}", source.file.kind).to_lowercase()
+            source.name, source.file.kind
         );
     }
     println!();

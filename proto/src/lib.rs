@@ -2,9 +2,13 @@
 //! clients and servers.
 //!
 //! The `.proto` sources live beside this crate in `fulfil/v1/`; they are the
-//! contract, this crate is only their Rust rendering.
+//! contract, this crate is only their Rust rendering, plus [`Provider`], the
+//! provider names that `PaymentEvent.provider` and the services share.
 
 pub mod codec;
+mod provider;
+
+pub use provider::Provider;
 
 /// Package `fulfil.v1`: orders, their service, and the adapter's payment event
 /// entry point.

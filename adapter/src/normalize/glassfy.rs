@@ -177,9 +177,9 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::Provider;
     use super::super::testing::{ctx, fixture, never_panics, remove, run_json, set, ts};
     use super::*;
+    use fulfil_proto::Provider;
 
     fn glassfy(body: &Value) -> Result<PaymentEvent, NormalizeError> {
         run_json(&ctx(Provider::Glassfy), body)

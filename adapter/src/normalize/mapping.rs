@@ -456,9 +456,10 @@ mod tests {
 
     use serde_json::json;
 
+    use super::super::Context;
     use super::super::testing::{ctx, fixture, never_panics, remove, run_json, set};
-    use super::super::{Context, Provider};
     use super::*;
+    use fulfil_proto::Provider;
 
     fn paddle(body: &Value) -> Result<PaymentEvent, NormalizeError> {
         run_json(&ctx(Provider::Paddle), body)

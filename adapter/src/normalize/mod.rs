@@ -26,59 +26,12 @@ mod stripe;
 #[cfg(test)]
 mod testing;
 
+use fulfil_proto::Provider;
 use fulfil_proto::v1::PaymentEvent;
 pub use fulfil_proto::v1::payment_event::Kind;
 pub use mapping::{AmountFormat, Mapping};
 
 use json::At;
-
-/// The provider formats the adapter understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// Stripe events (`evt_…`).
-    Stripe,
-    /// PayPal webhook events (`WH-…`), Orders and Payments v2 resources.
-    Paypal,
-    /// RevenueCat webhooks (`{"api_version": "1.0", "event": {…}}`).
-    Revenuecat,
-    /// Glassfy webhooks.
-    Glassfy,
-    /// Any Standard Webhooks sender, read through a configured [`Mapping`].
-    Standard,
-    /// Paddle Billing, read through a [`Mapping`] ([`mapping::paddle_default`]
-    /// unless one is configured).
-    Paddle,
-}
-
-impl Provider {
-    /// Every provider, for configuration parsing and tests.
-    pub const ALL: [Provider; 6] = [
-        Provider::Stripe,
-        Provider::Paypal,
-        Provider::Revenuecat,
-        Provider::Glassfy,
-        Provider::Standard,
-        Provider::Paddle,
-    ];
-
-    /// The name recorded in `PaymentEvent.provider` and used in configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Stripe => "stripe",
-            Provider::Paypal => "paypal",
-            Provider::Revenuecat => "revenuecat",
-            Provider::Glassfy => "glassfy",
-            Provider::Standard => "standard",
-            Provider::Paddle => "paddle",
-        }
-    }
-
-    /// The provider named `name` (as [`Provider::as_str`] writes it).
-    pub fn parse(name: &str) -> Option<Provider> {
-        Provider::ALL.into_iter().find(|p| p.as_str() == name)
-    }
-}
 
 /// The Stripe metadata key that holds Fulfil's order id unless configured
 /// otherwise.
@@ -260,16 +213,6 @@ fn set_money(
 mod tests {
     use super::testing::{ctx, run};
     use super::*;
-
-    #[test]
-    fn provider_names_round_trip() {
-        for provider in Provider::ALL {
-            assert_eq!(Provider::parse(provider.as_str()), Some(provider));
-        }
-        assert_eq!(Provider::parse("Stripe"), None);
-        let parsed: Provider = serde_json::from_str("\"revenuecat\"").unwrap();
-        assert_eq!(parsed, Provider::Revenuecat);
-    }
 
     #[test]
     fn malformed_bodies_are_malformed_json_for_every_provider() {

@@ -130,9 +130,9 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::super::Provider;
     use super::super::testing::{ctx, fixture, never_panics, remove, run_json, set};
     use super::*;
+    use fulfil_proto::Provider;
 
     fn revenuecat(body: &Value) -> Result<PaymentEvent, NormalizeError> {
         run_json(&ctx(Provider::Revenuecat), body)

@@ -221,9 +221,10 @@ fn money(
 mod tests {
     use serde_json::{Value, json};
 
+    use super::super::Context;
     use super::super::testing::{ctx, fixture, never_panics, remove, run_json, set, ts};
-    use super::super::{Context, Provider};
     use super::*;
+    use fulfil_proto::Provider;
 
     const PI: &str = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
     const CH: &str = "ch_1PgafuB7WZ01zgkWXYmPNZs8";

@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
+use fulfil_proto::Provider;
 use fulfil_proto::v1::PaymentEvent;
 use serde_json::Value;
 
-use super::{Context, NormalizeError, Provider};
+use super::{Context, NormalizeError};
 
 /// A context with the defaults and source "test".
 pub(crate) fn ctx(provider: Provider) -> Context<'static> {

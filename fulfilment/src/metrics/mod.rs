@@ -16,6 +16,7 @@ mod grpc;
 
 use std::sync::Arc;
 
+use fulfil_proto::Provider;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -80,21 +81,6 @@ struct Inner {
     events: Family<EventLabels, Counter>,
     unmatched: Gauge,
     pool: Family<PoolLabels, Gauge>,
-}
-
-fn known_provider(provider: &str) -> &'static str {
-    const KNOWN: [&str; 6] = [
-        "stripe",
-        "paypal",
-        "revenuecat",
-        "glassfy",
-        "standard",
-        "paddle",
-    ];
-    KNOWN
-        .into_iter()
-        .find(|known| *known == provider)
-        .unwrap_or("other")
 }
 
 /// The service's metrics. Cheap to clone.
@@ -175,7 +161,7 @@ impl Metrics {
         self.0
             .events
             .get_or_create(&EventLabels {
-                provider: known_provider(provider),
+                provider: Provider::parse(provider).map_or("other", Provider::as_str),
                 outcome,
             })
             .inc();
