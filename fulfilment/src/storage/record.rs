@@ -106,7 +106,7 @@ pub(crate) async fn record_batch(
         .map(|e| (e.source.as_str(), e.event_id.as_str()))
         .collect();
     let stored = ledger::recorded(ctx, &keys).await?;
-    let mut first: HashMap<(String, String), First> = stored
+    let first: HashMap<(String, String), First> = stored
         .into_iter()
         .map(|r| {
             (
@@ -169,7 +169,6 @@ pub(crate) async fn record_batch(
     let entitlements = entitlements::load(ctx, &grants, ctx.now).await?;
 
     // 2. Decisions, in memory.
-    first.shrink_to_fit();
     let mut batch = Batch {
         now: ctx.now,
         orders,

@@ -92,6 +92,27 @@ async fn postgres_database() -> Option<(String, String, String)> {
     Some((format!("{base}/{name}"), admin_url, name))
 }
 
+/// A new empty database: (URL, its SQLite folder, its PostgreSQL admin URL
+/// and name); None when PostgreSQL is not configured.
+type FreshDatabase = (String, Option<tempfile::TempDir>, Option<(String, String)>);
+
+async fn fresh_database(backend: Backend) -> Option<FreshDatabase> {
+    Some(match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("fulfil.db").display()
+            );
+            (url, Some(dir), None)
+        }
+        Backend::Postgres => {
+            let (url, admin, name) = postgres_database().await?;
+            (url, None, Some((admin, name)))
+        }
+    })
+}
+
 impl TestApp {
     /// Starts a server on `backend`; None when PostgreSQL is not configured.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
@@ -131,20 +152,7 @@ impl TestApp {
         streams: fulfilment::stream::StreamConfig,
         security: Security,
     ) -> Option<TestApp> {
-        let (url, dir, pg_db) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("fulfil.db").display()
-                );
-                (url, Some(dir), None)
-            }
-            Backend::Postgres => {
-                let (url, admin, name) = postgres_database().await?;
-                (url, None, Some((admin, name)))
-            }
-        };
+        let (url, dir, pg_db) = fresh_database(backend).await?;
         let mut app = Self::serve(&url, writer, streams, security).await;
         app._dir = dir;
         app.pg_db = pg_db;
@@ -158,20 +166,7 @@ impl TestApp {
         F: FnOnce(sea_orm::DatabaseConnection) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        let (url, dir, pg_db) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("fulfil.db").display()
-                );
-                (url, Some(dir), None)
-            }
-            Backend::Postgres => {
-                let (url, admin, name) = postgres_database().await?;
-                (url, None, Some((admin, name)))
-            }
-        };
+        let (url, dir, pg_db) = fresh_database(backend).await?;
         let conn = sea_orm::Database::connect(url.as_str())
             .await
             .expect("connect to prepare");
