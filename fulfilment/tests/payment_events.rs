@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{TestApp, create, new_order, payment_event};
+use common::{TestApp, create, get, new_order, payment_event};
 use fulfil_proto::v1::order::State;
 use fulfil_proto::v1::payment_event::Kind;
 use fulfil_proto::v1::record_payment_event_response::Outcome;
 use fulfil_proto::v1::{
-    CreateOrderRequest, Entitlement, GetOrderRequest, ListEntitlementsRequest,
-    ListPaymentEventsRequest, PaymentEvent, ReapplyUnmatchedEventsRequest,
+    CreateOrderRequest, Entitlement, ListEntitlementsRequest, ListPaymentEventsRequest,
+    PaymentEvent, ReapplyUnmatchedEventsRequest,
 };
 use tonic::Code;
 
@@ -48,17 +48,6 @@ fn refund(
         refund_ref: refund_ref.into(),
         ..payment_event(event_id, Kind::Refunded, "", payment_ref, t)
     }
-}
-
-async fn get(app: &TestApp, order_id: &str) -> fulfil_proto::v1::Order {
-    app.client
-        .clone()
-        .get_order(GetOrderRequest {
-            order_id: order_id.into(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
 }
 
 async fn success_pays_the_order_and_a_duplicate_changes_nothing(app: TestApp) {

@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::{Backend, TestApp, create, new_order, payment_event};
+use common::{Backend, TestApp, create, get, new_order, payment_event};
 use fulfil_proto::v1::order::State;
 use fulfil_proto::v1::payment_event::Kind;
 use fulfil_proto::v1::{
-    CreateOrderRequest, GetOrderRequest, PaymentEvent, WatchOrdersRequest,
-    record_payment_event_response::Outcome,
+    CreateOrderRequest, PaymentEvent, WatchOrdersRequest, record_payment_event_response::Outcome,
 };
 use futures::StreamExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
@@ -34,17 +33,6 @@ fn refund(event_id: &str, payment: &str, refund: &str, amount: i64, t: i64) -> P
         amount,
         ..payment_event(event_id, Kind::Refunded, "", payment, t)
     }
-}
-
-async fn get(app: &TestApp, order_id: &str) -> fulfil_proto::v1::Order {
-    app.client
-        .clone()
-        .get_order(GetOrderRequest {
-            order_id: order_id.into(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
 }
 
 /// A payment, two refunds, a dispute opened and closed and a late failure,

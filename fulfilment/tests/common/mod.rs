@@ -431,6 +431,18 @@ pub fn payment_event(
     }
 }
 
+/// The order as GetOrder returns it now.
+pub async fn get(app: &TestApp, order_id: &str) -> Order {
+    app.client
+        .clone()
+        .get_order(fulfil_proto::v1::GetOrderRequest {
+            order_id: order_id.into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
 pub async fn create(app: &TestApp, request: CreateOrderRequest) -> Order {
     app.client
         .clone()
