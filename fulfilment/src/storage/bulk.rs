@@ -181,7 +181,7 @@ impl Params {
         }
     }
 
-    /// `column = ANY($n)` (PostgreSQL) or `column IN (?, …)` (SQLite) for a
+    /// `column = ANY($n)` (PostgreSQL) or `column IN (…)` (SQLite) for a
     /// non-empty list of text values.
     pub(crate) fn any_text(&mut self, column: &str, values: &[String]) -> String {
         match self.backend {
@@ -192,15 +192,11 @@ impl Params {
                 );
                 format!("{column} = ANY({}::text[])", self.bind(array))
             }
-            _ => {
-                let list: Vec<String> =
-                    values.iter().map(|v| self.bind(v.clone().into())).collect();
-                format!("{column} IN ({})", list.join(", "))
-            }
+            _ => self.json_list(column, serde_json::json!(values)),
         }
     }
 
-    /// `column = ANY($n)` / `column IN (?, …)` for a non-empty list of
+    /// `column = ANY($n)` / `column IN (…)` for a non-empty list of
     /// integers.
     pub(crate) fn any_bigint(&mut self, column: &str, values: &[i64]) -> String {
         match self.backend {
@@ -211,11 +207,17 @@ impl Params {
                 );
                 format!("{column} = ANY({}::bigint[])", self.bind(array))
             }
-            _ => {
-                let list: Vec<String> = values.iter().map(|v| self.bind((*v).into())).collect();
-                format!("{column} IN ({})", list.join(", "))
-            }
+            _ => self.json_list(column, serde_json::json!(values)),
         }
+    }
+
+    /// SQLite's `column IN (…)` over one JSON array parameter: the same
+    /// statement text for any number of values, so it is prepared once and
+    /// served from the connection's statement cache (a list of `?` per value
+    /// made a new statement for every batch size).
+    fn json_list(&mut self, column: &str, values: serde_json::Value) -> String {
+        let list = self.bind(values.to_string().into());
+        format!("{column} IN (SELECT value FROM json_each({list}))")
     }
 
     /// The statement with these values.

@@ -82,6 +82,13 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, Stor
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
                 .create_if_missing(true)
+                // Statement journals (multi-row writes that may have to undo
+                // themselves) in memory rather than in temporary files.
+                .pragma("temp_store", "memory")
+                // Batches of different sizes make different statements; keep
+                // them prepared (measured: about 15 % less time per statement
+                // on the writer than with the default of 100).
+                .statement_cache_capacity(512)
         });
     Ok(sea_orm::Database::connect(options).await?)
 }
