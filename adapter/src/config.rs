@@ -91,6 +91,24 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes.
     #[arg(long, env = "FULFIL_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
+    /// Memory, in bytes, that all webhook bodies in flight may reserve
+    /// together (each its Content-Length, or the body limit without one);
+    /// beyond it webhooks get 503 with Retry-After.
+    #[arg(long, env = "FULFIL_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024)]
+    pub body_bytes_in_flight: usize,
+    /// Seconds a client may take to send a request head, from its first byte.
+    #[arg(long, env = "FULFIL_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client may pause between two pieces of a request body
+    /// (then 408 and the connection closes).
+    #[arg(long, env = "FULFIL_HTTP_BODY_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_secs: u64,
+    /// Seconds an idle connection stays open after its last response.
+    #[arg(long, env = "FULFIL_HTTP_KEEP_ALIVE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_keep_alive_timeout_secs: u64,
+    /// Connections open at once; further clients wait in the listen backlog.
+    #[arg(long, env = "FULFIL_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_max_connections: u64,
     /// Deadline of one call to the fulfilment service, in milliseconds.
     #[arg(long, env = "FULFIL_FULFILMENT_TIMEOUT_MS", default_value_t = 3000)]
     pub fulfilment_timeout_ms: u64,
@@ -152,6 +170,25 @@ impl FulfilmentSecurityArgs {
 }
 
 impl ServeArgs {
+    /// The HTTP limits; refuses a memory budget that could never hold one
+    /// body of the largest accepted size.
+    pub fn http_limits(&self) -> Result<crate::server::HttpLimits, ConfigError> {
+        if self.body_bytes_in_flight < self.body_limit_bytes {
+            return Err(ConfigError::Limits(format!(
+                "FULFIL_BODY_BYTES_IN_FLIGHT ({}) is below FULFIL_BODY_LIMIT_BYTES ({})",
+                self.body_bytes_in_flight, self.body_limit_bytes
+            )));
+        }
+        Ok(crate::server::HttpLimits {
+            header_timeout: Duration::from_secs(self.http_header_timeout_secs),
+            body_timeout: Duration::from_secs(self.http_body_timeout_secs),
+            keep_alive_timeout: Duration::from_secs(self.http_keep_alive_timeout_secs),
+            max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
+            body_limit: self.body_limit_bytes,
+            body_bytes_in_flight: self.body_bytes_in_flight,
+        })
+    }
+
     /// Deadline of one fulfilment call.
     pub fn fulfilment_timeout(&self) -> Duration {
         Duration::from_millis(self.fulfilment_timeout_ms)
@@ -248,6 +285,9 @@ pub enum ConfigError {
     /// A source has no secret at all.
     #[error("source {0}: no secrets configured (secrets, secret_env or secret_files)")]
     NoSecrets(String),
+    /// The HTTP limits contradict each other.
+    #[error("{0}")]
+    Limits(String),
     /// A kind-specific option is missing or wrong.
     #[error("source {source_name}: {problem}")]
     Invalid {

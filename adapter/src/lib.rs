@@ -5,12 +5,14 @@
 //! - [`verify`]: one module per signature scheme (`verify::stripe`, …).
 //! - [`normalize`]: one module per provider payload format.
 //! - [`source`]: configured sources, each a verifier plus a normaliser.
-//! - [`webhook`]: the `POST /webhooks/{source}` handler.
+//! - [`webhook`]: the `POST /webhooks/{source}` handler; [`body`]: reading
+//!   its body within limits.
 //! - [`fulfilment_client`]: recording events over gRPC, with retries;
 //!   [`fulfilment_tls`] and [`token_file`]: its TLS and bearer token.
 //! - [`error`]: the one mapping of failures to HTTP responses.
 //! - [`config`], [`server`], [`secret`]: the rest of the process.
 
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod fulfilment_client;

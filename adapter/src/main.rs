@@ -1,8 +1,6 @@
 //! The `adapter` binary.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use adapter::config::{Cli, Command, ServeArgs, SourcesArgs};
@@ -46,6 +44,7 @@ fn check(args: &SourcesArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let limits = args.http_limits()?;
     let sources = Sources::new(args.sources.load()?)?;
     let security = args.fulfilment_security.load()?;
     let (tls, token) = (security.tls.any(), security.token.is_some());
@@ -73,13 +72,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let state = AppState {
-        sources,
-        fulfilment,
-        body_limit: args.body_limit_bytes,
-        ready: Arc::new(AtomicBool::new(false)),
-        metrics: metrics.clone(),
-    };
+    let state = AppState::new(sources, fulfilment, limits, metrics.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, async move {
         let _ = stop_rx.await;

@@ -2,13 +2,12 @@
 //! reaches the service, and how its answers become HTTP statuses.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use adapter::config::parse_sources;
 use adapter::fulfilment_client::FulfilmentClient;
-use adapter::server::{AppState, serve};
+use adapter::server::{AppState, HttpLimits, serve};
 use adapter::source::Sources;
 use adapter::verify::sign;
 use fulfil_proto::v1::payment_event::Kind;
@@ -21,7 +20,8 @@ use fulfil_proto::v1::{
     ReapplyUnmatchedEventsRequest, ReapplyUnmatchedEventsResponse, RecordPaymentEventRequest,
     RecordPaymentEventResponse,
 };
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tonic::{Request, Response, Status};
 
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -77,6 +77,14 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(HttpLimits {
+        body_limit: 64 * 1024,
+        ..HttpLimits::default()
+    })
+    .await
+}
+
+async fn start_with(limits: HttpLimits) -> Harness {
     let scripted = Scripted::default();
     let received = scripted.received.clone();
     let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -104,18 +112,17 @@ async fn start() -> Harness {
         secrets = ["{PADDLE_SECRET}"]
         "#
     );
-    let state = AppState {
-        sources: Sources::new(parse_sources(&sources, &|_| None).expect("sources")).expect("keys"),
-        fulfilment: FulfilmentClient::new(
+    let state = AppState::new(
+        Sources::new(parse_sources(&sources, &|_| None).expect("sources")).expect("keys"),
+        FulfilmentClient::new(
             &format!("http://{grpc_addr}"),
             Duration::from_secs(2),
             Duration::from_millis(300),
         )
         .expect("client"),
-        body_limit: 64 * 1024,
-        ready: Arc::new(AtomicBool::new(false)),
-        metrics: adapter::metrics::Metrics::default(),
-    };
+        limits,
+        adapter::metrics::Metrics::default(),
+    );
     let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = http.local_addr().expect("addr");
     tokio::spawn(serve(http, state, std::future::pending()));
@@ -284,4 +291,138 @@ async fn health_endpoints_answer() {
         .await
         .expect("get");
     assert_eq!(response.status().as_u16(), 404);
+}
+
+/// Everything the server sends until it closes the connection (a reset
+/// counts as closed), within a deadline far beyond the configured timeouts.
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+    received
+}
+
+/// Short timeouts for the one being tested, long ones for the others.
+fn limits(f: impl FnOnce(&mut HttpLimits)) -> HttpLimits {
+    let mut limits = HttpLimits {
+        header_timeout: Duration::from_secs(600),
+        body_timeout: Duration::from_secs(600),
+        keep_alive_timeout: Duration::from_secs(600),
+        ..HttpLimits::default()
+    };
+    f(&mut limits);
+    limits
+}
+
+const SHORT: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_keep_alive_timeout() {
+    let h = start_with(limits(|l| l.keep_alive_timeout = SHORT)).await;
+    let mut silent = TcpStream::connect(h.addr).await.expect("connect");
+    assert!(until_closed(&mut silent).await.is_empty());
+
+    // After a response, a kept-alive connection gets the same time.
+    let mut kept = TcpStream::connect(h.addr).await.expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: adapter\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = String::from_utf8_lossy(&until_closed(&mut kept).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn half_a_request_head_is_closed_after_the_header_timeout() {
+    let h = start_with(limits(|l| l.header_timeout = SHORT)).await;
+    let mut slow = TcpStream::connect(h.addr).await.expect("connect");
+    slow.write_all(b"POST /webhooks/acme HTTP/1.1\r\nHost: adapter\r\nContent-Ty")
+        .await
+        .expect("write");
+    until_closed(&mut slow).await;
+}
+
+#[tokio::test]
+async fn half_a_body_is_answered_408_and_closed() {
+    let h = start_with(limits(|l| l.body_timeout = SHORT)).await;
+    let mut slow = TcpStream::connect(h.addr).await.expect("connect");
+    slow.write_all(
+        b"POST /webhooks/acme HTTP/1.1\r\nHost: adapter\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"type\":",
+    )
+    .await
+    .expect("write");
+    let answer = String::from_utf8_lossy(&until_closed(&mut slow).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(h.received.lock().expect("lock").is_empty());
+}
+
+async fn healthz(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: adapter\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn the_connection_bound_holds_and_health_answers_once_a_place_is_free() {
+    let h = start_with(limits(|l| l.max_connections = 2)).await;
+    let held = [
+        TcpStream::connect(h.addr).await.expect("connect"),
+        TcpStream::connect(h.addr).await.expect("connect"),
+    ];
+    let mut third = TcpStream::connect(h.addr).await.expect("connect");
+    let waiting = tokio::time::timeout(Duration::from_millis(500), healthz(&mut third)).await;
+    assert!(
+        waiting.is_err(),
+        "a third connection is not served while two are open"
+    );
+    drop(held);
+    let mut fourth = TcpStream::connect(h.addr).await.expect("connect");
+    let answer = tokio::time::timeout(Duration::from_secs(20), healthz(&mut fourth))
+        .await
+        .expect("served once places are free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_memory_budget_get_503_and_health_still_answers() {
+    let h = start_with(limits(|l| {
+        l.body_limit = 1000;
+        l.body_bytes_in_flight = 1000;
+    }))
+    .await;
+    // One slow client reserves the whole budget with its declared length.
+    let mut slow = TcpStream::connect(h.addr).await.expect("connect");
+    slow.write_all(
+        b"POST /webhooks/acme HTTP/1.1\r\nHost: adapter\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .await
+    .expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (status, answer, retry_after) = loop {
+        let answer = h
+            .post_standard("msg_budget", br#"{"type":"charge.paid","data":{}}"#)
+            .await;
+        if answer.0 == 503 || tokio::time::Instant::now() > deadline {
+            break answer;
+        }
+    };
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "overloaded");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    let mut probe = TcpStream::connect(h.addr).await.expect("connect");
+    assert!(healthz(&mut probe).await.starts_with("HTTP/1.1 200"));
+    drop(slow);
 }

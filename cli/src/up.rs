@@ -4,8 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use adapter::fulfilment_client::FulfilmentClient;
@@ -65,17 +63,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         wait(stopped.clone()),
     ));
-    let state = adapter::server::AppState {
+    let state = adapter::server::AppState::new(
         sources,
-        fulfilment: FulfilmentClient::new(
+        FulfilmentClient::new(
             &format!("http://{grpc_addr}"),
             Duration::from_secs(3),
             Duration::from_secs(8),
         )?,
-        body_limit: 1024 * 1024,
-        ready: Arc::new(AtomicBool::new(false)),
-        metrics: adapter::metrics::Metrics::default(),
-    };
+        adapter::server::HttpLimits::default(),
+        adapter::metrics::Metrics::default(),
+    );
     let adapter_server = tokio::spawn(adapter::server::serve(http, state, wait(stopped)));
 
     println!(

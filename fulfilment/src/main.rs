@@ -41,8 +41,9 @@ async fn migrate(args: fulfilment::config::DatabaseArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
-    // Security settings first: a bad file fails the start before anything
+    // Settings first: a bad value or file fails the start before anything
     // else happens.
+    let options = args.serve_options().map_err(anyhow::Error::msg)?;
     let tls = args.tls.load(args.ingest_addr.is_some())?;
     let auth = args.auth.load()?;
     log_security(tls.as_ref(), &auth);
@@ -76,7 +77,7 @@ async fn serve(args: fulfilment::config::ServeArgs) -> anyhow::Result<()> {
         server::ServeOptions {
             tls,
             auth,
-            ..args.serve_options()
+            ..options
         },
         async move {
             let _ = stop_rx.await;

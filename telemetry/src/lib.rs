@@ -6,7 +6,9 @@
 //! - [`propagation`]: W3C trace context in and out of gRPC metadata, so one
 //!   webhook is one trace across the adapter and the fulfilment service.
 //! - [`shutdown_signal`]: SIGTERM (Kubernetes) or Ctrl-C.
+//! - [`listener`]: a bound on open connections and deadlines on stuck ones.
 
+pub mod listener;
 mod otel;
 pub mod propagation;
 mod shutdown;

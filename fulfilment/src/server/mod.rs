@@ -22,9 +22,9 @@ use std::time::Duration;
 use fulfil_proto::v1::entitlement_service_server::EntitlementServiceServer;
 use fulfil_proto::v1::order_service_server::OrderServiceServer;
 use fulfil_proto::v1::payment_event_service_server::PaymentEventServiceServer;
+use fulfil_telemetry::listener::{BoundedListener, Timeouts};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
 use crate::auth::AuthLayer;
@@ -89,6 +89,31 @@ pub struct ServeOptions {
     pub tls: Option<tls::TlsConfig>,
     /// Bearer-token authentication of gRPC calls. Default: off.
     pub auth: crate::auth::Authenticator,
+    /// Bounds on the API and ingest listeners' connections.
+    pub connections: ConnectionLimits,
+}
+
+/// How many connections a gRPC listener keeps, and how long a silent one.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open at once per listener; more wait in the listen backlog. Each
+    /// app watching its order holds one, so the bound is high.
+    pub max_connections: usize,
+    /// Nothing read or written for this long closes a connection: a
+    /// client that never sends its request, stalls in its body, or keeps an
+    /// HTTP/1.1 (gRPC-Web) connection idle. Live HTTP/2 connections carry
+    /// keep-alive pings every 30 s and streams a heartbeat, so must be
+    /// longer than both; nginx's `keepalive_timeout` (75 s) is.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(75),
+        }
+    }
 }
 
 /// How long calls on a connection past its maximum age may run on before
@@ -139,10 +164,19 @@ fn builder(options: &ServeOptions) -> tonic::transport::Server {
     builder
 }
 
-// Accepted connections get TCP_NODELAY: gRPC messages are small writes, and
-// Nagle plus delayed ACKs would hold some back by ~40 ms.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+// Accepted connections get TCP_NODELAY (gRPC messages are small writes,
+// and Nagle plus delayed ACKs would hold some back by ~40 ms), a place under
+// the connection bound, and the idle deadline. hyper's own HTTP/1.1 header
+// timer (30 s, on since tonic sets a timer) still covers half-sent heads.
+fn incoming(listener: TcpListener, limits: ConnectionLimits) -> tls::Accepted {
+    Box::pin(
+        BoundedListener::new(
+            listener,
+            limits.max_connections,
+            Timeouts::Inactivity(limits.idle_timeout),
+        )
+        .into_stream(),
+    )
 }
 
 /// Serves until `shutdown` completes. Then the streams end with
@@ -198,9 +232,12 @@ pub async fn serve(
     tasks.spawn({
         let stop = stopped(stop_rx.clone());
         async move {
-            api.serve_with_incoming_shutdown(tls::incoming(incoming(listeners.api), api_tls), stop)
-                .await
-                .map_err(ServeError::from)
+            api.serve_with_incoming_shutdown(
+                tls::incoming(incoming(listeners.api, options.connections), api_tls),
+                stop,
+            )
+            .await
+            .map_err(ServeError::from)
         }
     });
 
@@ -217,7 +254,10 @@ pub async fn serve(
         let ingest_tls = options.tls.as_ref().map(tls::TlsConfig::ingest);
         tasks.spawn(async move {
             ingest
-                .serve_with_incoming_shutdown(tls::incoming(incoming(listener), ingest_tls), stop)
+                .serve_with_incoming_shutdown(
+                    tls::incoming(incoming(listener, options.connections), ingest_tls),
+                    stop,
+                )
                 .await
                 .map_err(ServeError::from)
         });

@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clap::Args;
+use fulfil_telemetry::listener::Watched;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -27,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Variable naming the server certificate chain.
 pub const CERT_VAR: &str = "FULFIL_TLS_CERT_FILE";
@@ -252,9 +253,9 @@ impl TlsConfig {
 #[derive(Debug)]
 pub enum Connection {
     /// Plaintext TCP.
-    Plain(TcpStream),
+    Plain(Watched<TcpStream>),
     /// TLS over TCP (boxed: the session state is large).
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<Watched<TcpStream>>>),
 }
 
 impl Connected for Connection {
@@ -330,9 +331,12 @@ impl AsyncWrite for Connection {
 /// The connections a listener serves.
 pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Connection>> + Send>>;
 
+/// Accepted TCP connections, before TLS.
+pub type Accepted = Pin<Box<dyn Stream<Item = io::Result<Watched<TcpStream>>> + Send>>;
+
 /// `tcp`'s connections, through TLS when `tls` is given. Dropping the
 /// result (the server stops accepting) closes the listening socket.
-pub fn incoming(tcp: TcpIncoming, tls: Option<Arc<ServerConfig>>) -> Incoming {
+pub fn incoming(tcp: Accepted, tls: Option<Arc<ServerConfig>>) -> Incoming {
     match tls {
         None => Box::pin(tcp.map(|accepted| accepted.map(Connection::Plain))),
         Some(config) => {
@@ -344,7 +348,7 @@ pub fn incoming(tcp: TcpIncoming, tls: Option<Arc<ServerConfig>>) -> Incoming {
 }
 
 async fn accept(
-    mut tcp: TcpIncoming,
+    mut tcp: Accepted,
     acceptor: tokio_rustls::TlsAcceptor,
     tx: mpsc::Sender<Connection>,
 ) {
@@ -373,7 +377,7 @@ async fn accept(
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let peer = stream.peer_addr().ok();
+            let peer = stream.get_ref().peer_addr().ok();
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = tx.send(Connection::Tls(Box::new(tls))).await;
