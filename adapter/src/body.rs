@@ -44,10 +44,13 @@ impl BodyLimits {
         }
     }
 
-    /// Reads `body`, reserving its declared length (at most the limit), or
-    /// the limit when it declares none.
+    /// Reads `body`. A declared length above the limit is refused before
+    /// anything is read; a body declaring no length reserves the limit.
     pub async fn read(&self, headers: &HeaderMap, body: Body) -> Result<ReadBody, WebhookError> {
-        let declared = declared_length(headers)?.map(|len| len.min(self.limit));
+        let declared = declared_length(headers)?;
+        if declared.is_some_and(|len| len > self.limit) {
+            return Err(WebhookError::TooLarge(self.limit));
+        }
         let reserve = declared.unwrap_or(self.limit);
         // Over the budget the provider is asked to come back rather than
         // queued: a queue would hold its connection and its bytes anyway.

@@ -426,3 +426,24 @@ async fn bodies_beyond_the_memory_budget_get_503_and_health_still_answers() {
     assert!(healthz(&mut probe).await.starts_with("HTTP/1.1 200"));
     drop(slow);
 }
+
+#[tokio::test]
+async fn a_declared_length_above_the_limit_is_refused_before_the_body_arrives() {
+    // The body timeout is long: an answer now can only come from the header.
+    let h = start_with(limits(|l| l.body_limit = 1024 * 1024)).await;
+    let mut client = TcpStream::connect(h.addr).await.expect("connect");
+    client
+        .write_all(
+            b"POST /webhooks/acme HTTP/1.1\r\nHost: adapter\r\nContent-Type: application/json\r\nContent-Length: 5242880\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(20), client.read(&mut answer))
+        .await
+        .expect("answered at once")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+}
