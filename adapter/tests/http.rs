@@ -28,10 +28,15 @@ const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const PADDLE_SECRET: &str = "pdl_test_secret";
 
 /// Answers by event id: "down…" UNAVAILABLE, "bad…" INVALID_ARGUMENT,
-/// anything else APPLIED; keeps what it received.
+/// "cut…" the first time by cutting every connection ([`cutting_proxy`])
+/// with the call in flight, "cancel…" the first time CANCELLED (what a call
+/// gets when fulfilment is killed under it), anything else APPLIED; keeps
+/// what it received.
 #[derive(Default, Clone)]
 struct Scripted {
     received: Arc<Mutex<Vec<PaymentEvent>>>,
+    cut: Arc<tokio::sync::watch::Sender<u64>>,
+    attempts: Arc<Mutex<Vec<String>>>,
 }
 
 #[tonic::async_trait]
@@ -46,6 +51,21 @@ impl PaymentEventService for Scripted {
         }
         if event.event_id.starts_with("bad") {
             return Err(Status::invalid_argument("event.currency: required"));
+        }
+        let first_attempt = {
+            let mut attempts = self.attempts.lock().expect("lock");
+            let first = !attempts.contains(&event.event_id);
+            attempts.push(event.event_id.clone());
+            first
+        };
+        if event.event_id.starts_with("cut") && first_attempt {
+            // As when fulfilment is killed mid-call: the connection goes,
+            // and this call never answers.
+            self.cut.send_modify(|generation| *generation += 1);
+            std::future::pending::<()>().await;
+        }
+        if event.event_id.starts_with("cancel") && first_attempt {
+            return Err(Status::cancelled("operation was canceled"));
         }
         self.received.lock().expect("lock").push(event);
         Ok(Response::new(RecordPaymentEventResponse {
@@ -85,15 +105,46 @@ async fn start() -> Harness {
 }
 
 async fn start_with(limits: HttpLimits) -> Harness {
+    start_full(limits, false, Duration::from_millis(300)).await
+}
+
+/// Forwards TCP to `to`, and drops every connection it carries whenever
+/// `cuts` changes.
+async fn cutting_proxy(to: SocketAddr, cuts: tokio::sync::watch::Receiver<u64>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut cuts = cuts.clone();
+            cuts.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(to).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = cuts.changed() => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn start_full(limits: HttpLimits, through_proxy: bool, retry_budget: Duration) -> Harness {
     let scripted = Scripted::default();
     let received = scripted.received.clone();
+    let cuts = scripted.cut.subscribe();
     let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let grpc_addr = grpc.local_addr().expect("addr");
+    let mut grpc_addr = grpc.local_addr().expect("addr");
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(PaymentEventServiceServer::new(scripted))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
     );
+    if through_proxy {
+        grpc_addr = cutting_proxy(grpc_addr, cuts).await;
+    }
 
     let sources = format!(
         r#"
@@ -117,7 +168,7 @@ async fn start_with(limits: HttpLimits) -> Harness {
         FulfilmentClient::new(
             &format!("http://{grpc_addr}"),
             Duration::from_secs(2),
-            Duration::from_millis(300),
+            retry_budget,
         )
         .expect("client"),
         limits,
@@ -446,4 +497,27 @@ async fn a_declared_length_above_the_limit_is_refused_before_the_body_arrives() 
     let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload_too_large"), "{answer}");
+}
+
+#[tokio::test]
+async fn calls_cut_off_or_cancelled_in_flight_are_retried_and_recorded_once() {
+    let h = start_full(HttpLimits::default(), true, Duration::from_secs(8)).await;
+    for id in ["cut_1", "cancel_1"] {
+        let body =
+            br#"{"type":"charge.paid","data":{"order":"o-cut","amount":500,"currency":"eur"}}"#;
+        let (status, answer, _) = h.post_standard(id, body).await;
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (200, Some("applied")),
+            "{id}: {answer}"
+        );
+    }
+    let received: Vec<String> = h
+        .received
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|event| event.event_id.clone())
+        .collect();
+    assert_eq!(received, ["cut_1", "cancel_1"]);
 }
