@@ -396,6 +396,13 @@ pub fn parse_sources(
         if spec.mapping.is_some() && !matches!(spec.kind, Provider::Standard | Provider::Paddle) {
             return Err(invalid("mapping applies only to kinds standard and paddle"));
         }
+        // A mapping that cannot work would refuse every webhook of the
+        // source with a 400; refuse the configuration instead.
+        if let Some(mapping) = &spec.mapping {
+            mapping
+                .validate()
+                .map_err(|err| invalid(&err.to_string()))?;
+        }
         sources.push(SourceConfig {
             name,
             file: spec,
@@ -470,5 +477,39 @@ mod tests {
         let broken = "[sources.s]\nkind = \"stripe\"\nsecrets = [\"whsec_456\" oops]";
         let err = parse_sources(broken, &env).expect_err("bad toml");
         assert!(!err.to_string().contains("whsec_456"), "{err}");
+    }
+
+    fn standard_with_mapping(mapping: &str) -> String {
+        format!(
+            "[sources.acme]\nkind = \"standard\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n[sources.acme.mapping]\n{mapping}"
+        )
+    }
+
+    #[test]
+    fn a_mapping_that_cannot_work_is_refused_naming_the_source_and_the_problem() {
+        let good = standard_with_mapping(
+            "event_type = \"/type\"\namount = \"/data/amount\"\ncurrency = \"/data/currency\"\nsucceeded = [\"paid\"]",
+        );
+        parse_sources(&good, &env).expect("a working mapping");
+        for (mapping, problem) in [
+            (
+                "event_type = \"type\"\nsucceeded = [\"paid\"]",
+                "event_type must be a JSON pointer",
+            ),
+            (
+                "event_type = \"/type\"\nsucceeded = [\"paid\"]\nfailed = [\"paid\"]",
+                "listed under two kinds",
+            ),
+            (
+                "event_type = \"/type\"\namount = \"/data/amount\"\namount_format = \"decimal\"\nsucceeded = [\"paid\"]",
+                "decimal amounts need a currency",
+            ),
+        ] {
+            let err = parse_sources(&standard_with_mapping(mapping), &env)
+                .expect_err("an unworkable mapping");
+            let message = err.to_string();
+            assert!(message.starts_with("source acme: "), "{message}");
+            assert!(message.contains(problem), "{message}");
+        }
     }
 }
