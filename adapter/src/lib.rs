@@ -10,7 +10,8 @@
 //! - [`fulfilment_client`]: recording events over gRPC, with retries;
 //!   [`fulfilment_tls`] and [`token_file`]: its TLS and bearer token.
 //! - [`error`]: the one mapping of failures to HTTP responses.
-//! - [`config`], [`server`], [`secret`]: the rest of the process.
+//! - [`service`]: one adapter from options to serving, for `adapter serve`
+//!   and `fulfil up`; [`config`], [`server`], [`secret`]: the rest.
 
 pub mod body;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod source;
 pub mod token_file;
 pub mod verify;

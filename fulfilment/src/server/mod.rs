@@ -24,7 +24,7 @@ use fulfil_proto::v1::order_service_server::OrderServiceServer;
 use fulfil_proto::v1::payment_event_service_server::PaymentEventServiceServer;
 use fulfil_telemetry::listener::{BoundedListener, Timeouts};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
 use crate::auth::AuthLayer;
@@ -190,9 +190,11 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let hub = Hub::start(db.clone(), options.streams).await?;
     let metrics = Metrics::new(db.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // Cancelled to stop the API and ingest listeners; the ops listener has
+    // its own, cancelled once they are done.
+    let stop = CancellationToken::new();
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = health::start(reporter, db.clone(), stop_rx.clone()).await;
+    let readiness = health::start(reporter, db.clone(), stop.clone()).await;
 
     let reflection = || -> Result<_, ServeError> {
         let v1 = tonic_reflection::server::Builder::configure()
@@ -204,9 +206,6 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         Ok((v1, v1alpha))
-    };
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
     };
     let payment_events =
         PaymentEventServiceServer::new(PaymentEventApi::new(db.clone(), metrics.clone()));
@@ -230,7 +229,7 @@ pub async fn serve(
         .add_optional_service(listeners.ingest.is_none().then(|| payment_events.clone()));
     let api_tls = options.tls.as_ref().map(tls::TlsConfig::api);
     tasks.spawn({
-        let stop = stopped(stop_rx.clone());
+        let stop = stop.clone().cancelled_owned();
         async move {
             api.serve_with_incoming_shutdown(
                 tls::incoming(incoming(listeners.api, options.connections), api_tls),
@@ -250,7 +249,7 @@ pub async fn serve(
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(payment_events);
-        let stop = stopped(stop_rx.clone());
+        let stop = stop.clone().cancelled_owned();
         let ingest_tls = options.tls.as_ref().map(tls::TlsConfig::ingest);
         tasks.spawn(async move {
             ingest
@@ -265,24 +264,23 @@ pub async fn serve(
 
     // The ops port outlives the others: during the drain, probes see
     // readiness NOT_SERVING and liveness SERVING, not a refused connection.
-    let (ops_stop_tx, ops_stop_rx) = watch::channel(false);
+    let ops_stop = CancellationToken::new();
     let ops = match listeners.ops {
         Some(listener) => {
             let router = ops::router(readiness.clone(), metrics.clone(), health_service);
-            let stop = stopped(ops_stop_rx);
+            let stop = ops_stop.clone().cancelled_owned();
             Some(tokio::spawn(ops::serve(listener, router, stop)))
         }
         None => None,
     };
 
-    let stop_tx = std::sync::Arc::new(stop_tx);
     let begin_stop = {
-        let (hub, stop_tx) = (hub.clone(), stop_tx.clone());
+        let (hub, stop) = (hub.clone(), stop.clone());
         move || {
             // Streams end first, with UNAVAILABLE, so clients reconnect to
             // another replica and resume from their cursor.
             hub.shut_down();
-            stop_tx.send_replace(true);
+            stop.cancel();
         }
     };
     tokio::spawn({
@@ -303,7 +301,7 @@ pub async fn serve(
             result = result.and(Err(err));
         }
     }
-    let _ = ops_stop_tx.send(true);
+    ops_stop.cancel();
     if let Some(ops) = ops {
         ops.await??;
     }
