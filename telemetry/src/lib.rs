@@ -9,9 +9,11 @@
 //!   Ctrl-C; [`drain`]: the grace period after it; [`run_main`]: a
 //!   service binary's `main`.
 //! - [`listener`]: a bound on open connections and deadlines on stuck ones.
+//! - [`pem_file`]: the PEM files TLS settings name, errors naming the variable.
 
 pub mod listener;
 mod otel;
+pub mod pem_file;
 pub mod propagation;
 mod shutdown;
 
