@@ -3,13 +3,14 @@
 //! request, is disconnected after the idle timeout, while a gRPC-Web
 //! stream that is quiet on the client's side but gets heartbeats lives on.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use fulfil_proto::v1::WatchOrdersRequest;
 use fulfil_proto::v1::watch_orders_request::Start;
 use fulfilment::server::{self, ConnectionLimits, Listeners, ServeOptions};
-use fulfilment::storage::{DatabaseConfig, WriterConfig};
 use fulfilment::stream::StreamConfig;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,18 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 const IDLE: Duration = Duration::from_millis(400);
 
 async fn start() -> (SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = DatabaseConfig {
-        url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("fulfil.db").display()
-        ),
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(10),
-    };
-    let db = server::open_database(&config, WriterConfig::default())
-        .await
-        .expect("open database");
+    let (db, dir) = common::sqlite_database().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let options = ServeOptions {
