@@ -91,6 +91,24 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes.
     #[arg(long, env = "FULFIL_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
+    /// Memory, in bytes, that all webhook bodies in flight may reserve
+    /// together (each its Content-Length, or the body limit without one);
+    /// beyond it webhooks get 503 with Retry-After.
+    #[arg(long, env = "FULFIL_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024)]
+    pub body_bytes_in_flight: usize,
+    /// Seconds a client may take to send a request head, from its first byte.
+    #[arg(long, env = "FULFIL_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client may pause between two pieces of a request body
+    /// (then 408 and the connection closes).
+    #[arg(long, env = "FULFIL_HTTP_BODY_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_secs: u64,
+    /// Seconds an idle connection stays open after its last response.
+    #[arg(long, env = "FULFIL_HTTP_KEEP_ALIVE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_keep_alive_timeout_secs: u64,
+    /// Connections open at once; further clients wait in the listen backlog.
+    #[arg(long, env = "FULFIL_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_max_connections: u64,
     /// Deadline of one call to the fulfilment service, in milliseconds.
     #[arg(long, env = "FULFIL_FULFILMENT_TIMEOUT_MS", default_value_t = 3000)]
     pub fulfilment_timeout_ms: u64,
@@ -152,6 +170,25 @@ impl FulfilmentSecurityArgs {
 }
 
 impl ServeArgs {
+    /// The HTTP limits; refuses a memory budget that could never hold one
+    /// body of the largest accepted size.
+    pub fn http_limits(&self) -> Result<crate::server::HttpLimits, ConfigError> {
+        if self.body_bytes_in_flight < self.body_limit_bytes {
+            return Err(ConfigError::Limits(format!(
+                "FULFIL_BODY_BYTES_IN_FLIGHT ({}) is below FULFIL_BODY_LIMIT_BYTES ({})",
+                self.body_bytes_in_flight, self.body_limit_bytes
+            )));
+        }
+        Ok(crate::server::HttpLimits {
+            header_timeout: Duration::from_secs(self.http_header_timeout_secs),
+            body_timeout: Duration::from_secs(self.http_body_timeout_secs),
+            keep_alive_timeout: Duration::from_secs(self.http_keep_alive_timeout_secs),
+            max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
+            body_limit: self.body_limit_bytes,
+            body_bytes_in_flight: self.body_bytes_in_flight,
+        })
+    }
+
     /// Deadline of one fulfilment call.
     pub fn fulfilment_timeout(&self) -> Duration {
         Duration::from_millis(self.fulfilment_timeout_ms)
@@ -248,6 +285,9 @@ pub enum ConfigError {
     /// A source has no secret at all.
     #[error("source {0}: no secrets configured (secrets, secret_env or secret_files)")]
     NoSecrets(String),
+    /// The HTTP limits contradict each other.
+    #[error("{0}")]
+    Limits(String),
     /// A kind-specific option is missing or wrong.
     #[error("source {source_name}: {problem}")]
     Invalid {
@@ -356,6 +396,13 @@ pub fn parse_sources(
         if spec.mapping.is_some() && !matches!(spec.kind, Provider::Standard | Provider::Paddle) {
             return Err(invalid("mapping applies only to kinds standard and paddle"));
         }
+        // A mapping that cannot work would refuse every webhook of the
+        // source with a 400; refuse the configuration instead.
+        if let Some(mapping) = &spec.mapping {
+            mapping
+                .validate()
+                .map_err(|err| invalid(&err.to_string()))?;
+        }
         sources.push(SourceConfig {
             name,
             file: spec,
@@ -430,5 +477,39 @@ mod tests {
         let broken = "[sources.s]\nkind = \"stripe\"\nsecrets = [\"whsec_456\" oops]";
         let err = parse_sources(broken, &env).expect_err("bad toml");
         assert!(!err.to_string().contains("whsec_456"), "{err}");
+    }
+
+    fn standard_with_mapping(mapping: &str) -> String {
+        format!(
+            "[sources.acme]\nkind = \"standard\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n[sources.acme.mapping]\n{mapping}"
+        )
+    }
+
+    #[test]
+    fn a_mapping_that_cannot_work_is_refused_naming_the_source_and_the_problem() {
+        let good = standard_with_mapping(
+            "event_type = \"/type\"\namount = \"/data/amount\"\ncurrency = \"/data/currency\"\nsucceeded = [\"paid\"]",
+        );
+        parse_sources(&good, &env).expect("a working mapping");
+        for (mapping, problem) in [
+            (
+                "event_type = \"type\"\nsucceeded = [\"paid\"]",
+                "event_type must be a JSON pointer",
+            ),
+            (
+                "event_type = \"/type\"\nsucceeded = [\"paid\"]\nfailed = [\"paid\"]",
+                "listed under two kinds",
+            ),
+            (
+                "event_type = \"/type\"\namount = \"/data/amount\"\namount_format = \"decimal\"\nsucceeded = [\"paid\"]",
+                "decimal amounts need a currency",
+            ),
+        ] {
+            let err = parse_sources(&standard_with_mapping(mapping), &env)
+                .expect_err("an unworkable mapping");
+            let message = err.to_string();
+            assert!(message.starts_with("source acme: "), "{message}");
+            assert!(message.contains(problem), "{message}");
+        }
     }
 }

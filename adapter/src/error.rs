@@ -26,6 +26,12 @@ pub enum WebhookError {
     /// The body could not be read.
     #[error("the body could not be read")]
     BadBody,
+    /// The client stopped sending its body.
+    #[error("the body did not arrive in time")]
+    BodyTimeout,
+    /// Too many bodies are in flight; the provider should come back.
+    #[error("too many webhooks in flight; retry later")]
+    Overloaded,
     /// Content-Type is not JSON.
     #[error("the content type must be application/json")]
     NotJson,
@@ -61,6 +67,8 @@ impl WebhookError {
             WebhookError::UnknownSource => "unknown_source",
             WebhookError::TooLarge(_) => "payload_too_large",
             WebhookError::BadBody => "unreadable_body",
+            WebhookError::BodyTimeout => "body_timeout",
+            WebhookError::Overloaded => "overloaded",
             WebhookError::NotJson => "unsupported_media_type",
             WebhookError::Verify(e) => e.code(),
             WebhookError::Payload(e) => e.code(),
@@ -75,12 +83,13 @@ impl WebhookError {
             WebhookError::UnknownSource => StatusCode::NOT_FOUND,
             WebhookError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::BadBody | WebhookError::Payload(_) => StatusCode::BAD_REQUEST,
+            WebhookError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             WebhookError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebhookError::Verify(e) => {
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             WebhookError::Refused => StatusCode::BAD_REQUEST,
-            WebhookError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::Unavailable | WebhookError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -94,6 +103,12 @@ impl IntoResponse for WebhookError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come; the connection is done.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -161,10 +161,18 @@ impl FulfilmentClient {
     }
 }
 
+/// Failures that say nothing about the event, only about the service or
+/// the connection to it. Every one may have happened after the service
+/// committed, so retrying relies on RecordPaymentEvent being idempotent on
+/// `(source, event_id)`: a repeat answers `duplicate` with the first
+/// outcome and changes nothing. `Cancelled` is what a call in flight gets
+/// when the server goes away mid-call (a replica killed or restarting), so
+/// it is as transient as `Unavailable`.
 fn retryable(status: &Status) -> bool {
     matches!(
         status.code(),
         Code::Unavailable
+            | Code::Cancelled
             | Code::DeadlineExceeded
             | Code::ResourceExhausted
             | Code::Aborted
@@ -174,4 +182,38 @@ fn retryable(status: &Status) -> bool {
 
 fn describe(status: &Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_retried_and_refusals_are_not() {
+        for code in [
+            Code::Unavailable,
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Unknown,
+        ] {
+            assert!(retryable(&Status::new(code, "")), "{code:?} is retried");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::NotFound,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::OutOfRange,
+        ] {
+            assert!(
+                !retryable(&Status::new(code, "")),
+                "{code:?} is not retried"
+            );
+        }
+    }
 }

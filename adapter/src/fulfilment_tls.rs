@@ -8,11 +8,10 @@
 //! mutual TLS. Everything is read and checked at start, so a bad file stops
 //! the adapter with the variable's name instead of failing every webhook.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use fulfil_telemetry::pem_file::{self, PemFileError};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Variable naming the CA that issued the server's certificate.
@@ -42,16 +41,9 @@ pub enum ClientTlsError {
     /// TLS files for a plaintext URL.
     #[error("{0} is set but FULFIL_FULFILMENT_URL is not https://")]
     NotHttps(&'static str),
-    /// Unreadable file.
-    #[error("{var}: cannot read {path}: {source}")]
-    Read {
-        /// The variable.
-        var: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// A file cannot be used.
+    #[error(transparent)]
+    File(#[from] PemFileError),
     /// No usable PEM content.
     #[error("{var}: {problem}")]
     Invalid {
@@ -60,31 +52,6 @@ pub enum ClientTlsError {
         /// What is wrong.
         problem: String,
     },
-}
-
-fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, ClientTlsError> {
-    std::fs::read(path).map_err(|source| ClientTlsError::Read {
-        var,
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn certificates(
-    var: &'static str,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, ClientTlsError> {
-    let invalid = |problem: &str| ClientTlsError::Invalid {
-        var,
-        problem: problem.to_owned(),
-    };
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| invalid("malformed PEM"))?;
-    if certs.is_empty() {
-        return Err(invalid("no PEM certificate found"));
-    }
-    Ok(certs)
 }
 
 impl TlsFiles {
@@ -117,29 +84,24 @@ impl TlsFiles {
                 Ok(None)
             };
         }
-        let mut roots = rustls::RootCertStore::empty();
         let mut config = ClientTlsConfig::new();
-        match &self.ca {
+        let roots = match &self.ca {
             Some(path) => {
-                let pem = read(CA_VAR, path)?;
-                for cert in certificates(CA_VAR, &pem)? {
-                    roots.add(cert).map_err(|err| ClientTlsError::Invalid {
-                        var: CA_VAR,
-                        problem: err.to_string(),
-                    })?;
-                }
+                let pem = pem_file::read(CA_VAR, path)?;
+                let roots = pem_file::roots(CA_VAR, &pem)?;
                 config = config.ca_certificate(Certificate::from_pem(pem));
+                roots
             }
             None => {
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                 config = config.with_webpki_roots();
+                rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
             }
-        }
+        };
         match (&self.client_cert, &self.client_key) {
             (None, None) => {}
             (Some(cert_path), Some(key_path)) => {
-                let cert = read(CLIENT_CERT_VAR, cert_path)?;
-                let key = read(CLIENT_KEY_VAR, key_path)?;
+                let cert = pem_file::read(CLIENT_CERT_VAR, cert_path)?;
+                let key = pem_file::read(CLIENT_KEY_VAR, key_path)?;
                 check_identity(roots, &cert, &key)?;
                 config = config.identity(Identity::from_pem(cert, key));
             }
@@ -156,11 +118,8 @@ fn check_identity(
     cert: &[u8],
     key: &[u8],
 ) -> Result<(), ClientTlsError> {
-    let chain = certificates(CLIENT_CERT_VAR, cert)?;
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| ClientTlsError::Invalid {
-        var: CLIENT_KEY_VAR,
-        problem: "no PEM private key found (PKCS#8, PKCS#1 or SEC1)".to_owned(),
-    })?;
+    let chain = pem_file::certificates(CLIENT_CERT_VAR, cert)?;
+    let key = pem_file::private_key(CLIENT_KEY_VAR, key)?;
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .and_then(|builder| {

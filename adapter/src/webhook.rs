@@ -116,20 +116,11 @@ async fn handle(
         return Err(WebhookError::NotJson);
     }
     // The exact bytes received: signatures cover them, not a re-serialisation.
-    let body = axum::body::to_bytes(body, state.body_limit)
-        .await
-        .map_err(|err| {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|inner| inner.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                WebhookError::TooLarge(state.body_limit)
-            } else {
-                WebhookError::BadBody
-            }
-        })?;
+    let read = state.body.read(headers, body).await?;
+    let body = &read.bytes;
 
-    let verified = source.verify(headers, &body, SystemTime::now()).await?;
-    let event = source.normalize(&body, &verified)?;
+    let verified = source.verify(headers, body, SystemTime::now()).await?;
+    let event = source.normalize(body, &verified)?;
     tracing::Span::current().record("event_id", event.event_id.as_str());
 
     let recorded = state.fulfilment.record(event).await?;

@@ -1,19 +1,12 @@
 //! `fulfil up`: the whole stack in one process on the embedded SQLite
 //! database: the fulfilment gRPC service and the webhook adapter, with a
-//! local sources file of random secrets.
+//! local sources file of random secrets. Each starts as its own binary
+//! does, with the same defaults; only what makes it local is set here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
-use adapter::fulfilment_client::FulfilmentClient;
-use adapter::source::Sources;
-use clap::Args;
-use fulfilment::storage::{DatabaseConfig, WriterConfig};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use clap::{Args, FromArgMatches};
 
 use crate::dev_sources;
 
@@ -34,49 +27,49 @@ pub struct UpArgs {
     pub sources: PathBuf,
 }
 
+/// A service's options as its binary would take them with no flags: the
+/// defaults, and the environment's `FULFIL_*` variables.
+fn binary_defaults<A: Args + FromArgMatches>(name: &'static str) -> anyhow::Result<A> {
+    let matches = A::augment_args(clap::Command::new(name)).try_get_matches_from([name])?;
+    Ok(A::from_arg_matches(&matches)?)
+}
+
 /// Runs both services until Ctrl-C or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let text = dev_sources::load_or_create(&args.sources)?;
     let configs = adapter::config::parse_sources(&text, &|var| std::env::var(var).ok())?;
-    let sources = Sources::new(configs.clone())?;
 
-    let db_config = DatabaseConfig {
-        url: args.database_url.clone(),
-        max_connections: 8,
-        acquire_timeout: Duration::from_secs(5),
-    };
-    let db = fulfilment::server::open_database(&db_config, WriterConfig::default()).await?;
-    let grpc = TcpListener::bind(args.grpc_addr).await?;
-    let grpc_addr = grpc.local_addr()?;
-    let http = TcpListener::bind(args.adapter_addr).await?;
-    let http_addr = http.local_addr()?;
+    let mut fulfilment_args: fulfilment::config::ServeArgs = binary_defaults("fulfilment")?;
+    fulfilment_args.grpc_addr = args.grpc_addr;
+    fulfilment_args.database.database_url = args.database_url.clone();
+    // Local only: one port, plaintext, no tokens, and any page on this
+    // machine may call over gRPC-Web.
+    fulfilment_args.ingest_addr = None;
+    fulfilment_args.ops_addr = None;
+    fulfilment_args.tls = Default::default();
+    fulfilment_args.auth = Default::default();
+    fulfilment_args.cors_origins = vec!["*".to_owned()];
+    let fulfilment = fulfilment::service::Fulfilment::bind(&fulfilment_args).await?;
+    let grpc_addr = fulfilment.local_addr();
 
-    let (stop, stopped) = watch::channel(false);
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
+    let mut adapter_args: adapter::config::ServeArgs = binary_defaults("adapter")?;
+    adapter_args.addr = args.adapter_addr;
+    adapter_args.ops_addr = None;
+    adapter_args.fulfilment_url = format!("http://{grpc_addr}");
+    adapter_args.fulfilment_security = Default::default();
+    adapter_args.sources = adapter::config::SourcesArgs {
+        sources: None,
+        sources_toml: Some(text),
     };
-    let fulfilment_server = tokio::spawn(fulfilment::server::serve(
-        fulfilment::server::Listeners::api_only(grpc),
-        db,
-        fulfilment::server::ServeOptions {
-            // Local only: any page on this machine may call over gRPC-Web.
-            cors_origins: vec!["*".to_owned()],
-            ..Default::default()
-        },
-        wait(stopped.clone()),
-    ));
-    let state = adapter::server::AppState {
-        sources,
-        fulfilment: FulfilmentClient::new(
-            &format!("http://{grpc_addr}"),
-            Duration::from_secs(3),
-            Duration::from_secs(8),
-        )?,
-        body_limit: 1024 * 1024,
-        ready: Arc::new(AtomicBool::new(false)),
-        metrics: adapter::metrics::Metrics::default(),
-    };
-    let adapter_server = tokio::spawn(adapter::server::serve(http, state, wait(stopped)));
+    let adapter = adapter::service::Adapter::bind(&adapter_args).await?;
+    let http_addr = adapter.local_addr()?;
+
+    // The adapter stops first, so its in-flight webhooks can still reach
+    // fulfilment; fulfilment stops once the adapter is done.
+    let stop = fulfil_telemetry::stop_on_signal();
+    let fulfilment_stop = tokio_util::sync::CancellationToken::new();
+    let fulfilment = tokio::spawn(fulfilment.run(fulfilment_stop.clone()));
+    let adapter = tokio::spawn(adapter.run(stop));
 
     println!(
         "Fulfil is running (database: {})",
@@ -100,9 +93,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  stop: Ctrl-C");
 
-    fulfil_telemetry::shutdown_signal().await;
-    let _ = stop.send(true);
-    fulfilment_server.await??;
-    adapter_server.await??;
+    let adapter = adapter.await;
+    fulfilment_stop.cancel();
+    fulfilment.await??;
+    adapter??;
     Ok(())
 }

@@ -75,6 +75,15 @@ pub struct ServeArgs {
     /// Hours of change history kept for resuming streams.
     #[arg(long, env = "FULFIL_FEED_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..))]
     pub feed_retention_hours: u64,
+    /// Connections each gRPC listener keeps open at once; more wait in the
+    /// listen backlog.
+    #[arg(long, env = "FULFIL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Seconds after which a connection on which nothing moves either way
+    /// is closed (silent, stalled or idle HTTP/1.1 clients). Must exceed
+    /// the 30 s HTTP/2 keep-alive interval and the watch heartbeat.
+    #[arg(long, env = "FULFIL_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(31..))]
+    pub idle_timeout_secs: u64,
     /// Seconds to let in-flight calls finish after SIGTERM before exiting.
     #[arg(long, env = "FULFIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -123,15 +132,26 @@ impl ServeArgs {
         }
     }
 
-    /// How the servers behave.
-    pub fn serve_options(&self) -> crate::server::ServeOptions {
-        crate::server::ServeOptions {
+    /// How the servers behave. Refuses an idle timeout that would close
+    /// gRPC-Web streams between two heartbeats.
+    pub fn serve_options(&self) -> Result<crate::server::ServeOptions, String> {
+        if self.idle_timeout_secs <= self.watch_heartbeat_secs {
+            return Err(format!(
+                "FULFIL_IDLE_TIMEOUT_SECS ({}) must exceed FULFIL_WATCH_HEARTBEAT_SECS ({})",
+                self.idle_timeout_secs, self.watch_heartbeat_secs
+            ));
+        }
+        Ok(crate::server::ServeOptions {
             streams: self.stream_config(),
             cors_origins: self.cors_origins.clone(),
             max_connection_age: self.max_connection_age_secs.map(Duration::from_secs),
+            connections: crate::server::ConnectionLimits {
+                max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            },
             // TLS and authorization are loaded (fallibly) by the binary.
             ..Default::default()
-        }
+        })
     }
 
     /// The writer's tuning.

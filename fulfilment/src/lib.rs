@@ -7,7 +7,9 @@
 //! - [`stream`]: resumable, gap-free streams of order changes.
 //! - [`api`]: gRPC services and the single error-to-status mapping.
 //! - [`auth`]: bearer-token authentication and per-call authorization.
-//! - [`server`]: assembling and running the servers (API, ingest, ops).
+//! - [`server`]: assembling and running the servers (API, ingest, ops);
+//!   [`service`]: one process from options to serving, for `fulfilment
+//!   serve` and `fulfil up`.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod api;
@@ -18,5 +20,6 @@ pub mod metrics;
 pub mod order;
 pub mod payment_event;
 pub mod server;
+pub mod service;
 pub mod storage;
 pub mod stream;

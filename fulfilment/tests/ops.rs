@@ -2,6 +2,8 @@
 //! reaches it, health for Kubernetes probes, and Prometheus metrics that
 //! count what the API did.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,6 @@ use fulfil_proto::v1::{
     WatchOrderRequest,
 };
 use fulfilment::server::{self, Listeners, ServeOptions};
-use fulfilment::storage::{DatabaseConfig, WriterConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -33,18 +34,7 @@ struct Ops {
 
 impl Ops {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = DatabaseConfig {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("fulfil.db").display()
-            ),
-            max_connections: 4,
-            acquire_timeout: Duration::from_secs(10),
-        };
-        let db = server::open_database(&config, WriterConfig::default())
-            .await
-            .expect("open database");
+        let (db, dir) = common::sqlite_database().await;
         let bind = || TcpListener::bind("127.0.0.1:0");
         let (api, ingest, ops) = (
             bind().await.expect("bind"),

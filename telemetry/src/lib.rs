@@ -5,18 +5,27 @@
 //!   over OTLP/gRPC; off otherwise.
 //! - [`propagation`]: W3C trace context in and out of gRPC metadata, so one
 //!   webhook is one trace across the adapter and the fulfilment service.
-//! - [`shutdown_signal`]: SIGTERM (Kubernetes) or Ctrl-C.
+//! - [`shutdown_signal`], [`stop_on_signal`]: SIGTERM (Kubernetes) or
+//!   Ctrl-C; [`drain`]: the grace period after it; [`run_main`]: a
+//!   service binary's `main`.
+//! - [`listener`]: a bound on open connections and deadlines on stuck ones.
+//! - [`pem_file`]: the PEM files TLS settings name, errors naming the variable.
 
+pub mod listener;
 mod otel;
+pub mod pem_file;
 pub mod propagation;
 mod shutdown;
+
+use std::future::Future;
+use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use shutdown::shutdown_signal;
+pub use shutdown::{drain, shutdown_signal, stop_on_signal};
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,4 +108,30 @@ pub fn init(service: &str, format: LogFormat) -> Result<Telemetry, TelemetryErro
         tracing::info!(%endpoint, "exporting traces over OTLP");
     }
     Ok(Telemetry { provider })
+}
+
+/// The body of a service binary's `main`: telemetry for `service`, then
+/// `run`, then the last traces flushed and a failure logged once, with its
+/// causes.
+pub async fn run_main<E: std::fmt::Display>(
+    service: &str,
+    format: LogFormat,
+    run: impl Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let telemetry = match init(service, format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("{service}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run.await;
+    telemetry.shutdown().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "{service} failed");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -388,3 +388,37 @@ async fn bad_input_gets_a_clear_4xx_and_records_nothing() {
         assert!(!answer.to_string().contains(secret));
     }
 }
+
+/// A mapping that could never read a webhook stops `check-sources` and
+/// `serve` at once, naming the source and the problem, instead of turning
+/// every delivery of that source into a 400.
+#[tokio::test]
+async fn a_mapping_that_cannot_work_stops_check_sources_and_serve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sources = r#"
+        [sources.acme]
+        kind = "standard"
+        secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+        [sources.acme.mapping]
+        event_type = "/type"
+        amount = "/data/amount"
+        amount_format = "decimal"
+        succeeded = ["payment.succeeded"]
+        "#;
+    for command in ["check-sources", "serve"] {
+        let output = tokio::process::Command::new(fulfil_e2e::binary("adapter"))
+            .arg(command)
+            .env("FULFIL_ADAPTER_ADDR", "127.0.0.1:0")
+            .env("FULFIL_SOURCES_TOML", sources)
+            .current_dir(dir.path())
+            .output()
+            .await
+            .expect("run adapter");
+        assert!(!output.status.success(), "{command} refuses");
+        let log = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            log.contains("source acme: invalid mapping: decimal amounts need a currency"),
+            "{command}: {log}"
+        );
+    }
+}

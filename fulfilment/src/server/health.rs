@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -49,7 +49,7 @@ impl Readiness {
 pub async fn start(
     reporter: HealthReporter,
     db: Database,
-    mut stopping: watch::Receiver<bool>,
+    stopping: CancellationToken,
 ) -> Readiness {
     reporter
         .set_service_status(LIVENESS, ServingStatus::Serving)
@@ -76,7 +76,7 @@ pub async fn start(
                     }
                     set(&reporter, &flag, ready).await;
                 }
-                () = crate::stream::watch::stopped(&mut stopping) => {
+                () = stopping.cancelled() => {
                     set(&reporter, &flag, false).await;
                     return;
                 }

@@ -22,9 +22,9 @@ use std::time::Duration;
 use fulfil_proto::v1::entitlement_service_server::EntitlementServiceServer;
 use fulfil_proto::v1::order_service_server::OrderServiceServer;
 use fulfil_proto::v1::payment_event_service_server::PaymentEventServiceServer;
+use fulfil_telemetry::listener::{BoundedListener, Timeouts};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
 use crate::auth::AuthLayer;
@@ -89,6 +89,31 @@ pub struct ServeOptions {
     pub tls: Option<tls::TlsConfig>,
     /// Bearer-token authentication of gRPC calls. Default: off.
     pub auth: crate::auth::Authenticator,
+    /// Bounds on the API and ingest listeners' connections.
+    pub connections: ConnectionLimits,
+}
+
+/// How many connections a gRPC listener keeps, and how long a silent one.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open at once per listener; more wait in the listen backlog. Each
+    /// app watching its order holds one, so the bound is high.
+    pub max_connections: usize,
+    /// Nothing read or written for this long closes a connection: a
+    /// client that never sends its request, stalls in its body, or keeps an
+    /// HTTP/1.1 (gRPC-Web) connection idle. Live HTTP/2 connections carry
+    /// keep-alive pings every 30 s and streams a heartbeat, so must be
+    /// longer than both; nginx's `keepalive_timeout` (75 s) is.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(75),
+        }
+    }
 }
 
 /// How long calls on a connection past its maximum age may run on before
@@ -139,10 +164,19 @@ fn builder(options: &ServeOptions) -> tonic::transport::Server {
     builder
 }
 
-// Accepted connections get TCP_NODELAY: gRPC messages are small writes, and
-// Nagle plus delayed ACKs would hold some back by ~40 ms.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+// Accepted connections get TCP_NODELAY (gRPC messages are small writes,
+// and Nagle plus delayed ACKs would hold some back by ~40 ms), a place under
+// the connection bound, and the idle deadline. hyper's own HTTP/1.1 header
+// timer (30 s, on since tonic sets a timer) still covers half-sent heads.
+fn incoming(listener: TcpListener, limits: ConnectionLimits) -> tls::Accepted {
+    Box::pin(
+        BoundedListener::new(
+            listener,
+            limits.max_connections,
+            Timeouts::Inactivity(limits.idle_timeout),
+        )
+        .into_stream(),
+    )
 }
 
 /// Serves until `shutdown` completes. Then the streams end with
@@ -156,9 +190,11 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let hub = Hub::start(db.clone(), options.streams).await?;
     let metrics = Metrics::new(db.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // Cancelled to stop the API and ingest listeners; the ops listener has
+    // its own, cancelled once they are done.
+    let stop = CancellationToken::new();
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = health::start(reporter, db.clone(), stop_rx.clone()).await;
+    let readiness = health::start(reporter, db.clone(), stop.clone()).await;
 
     let reflection = || -> Result<_, ServeError> {
         let v1 = tonic_reflection::server::Builder::configure()
@@ -170,9 +206,6 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         Ok((v1, v1alpha))
-    };
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
     };
     let payment_events =
         PaymentEventServiceServer::new(PaymentEventApi::new(db.clone(), metrics.clone()));
@@ -196,11 +229,14 @@ pub async fn serve(
         .add_optional_service(listeners.ingest.is_none().then(|| payment_events.clone()));
     let api_tls = options.tls.as_ref().map(tls::TlsConfig::api);
     tasks.spawn({
-        let stop = stopped(stop_rx.clone());
+        let stop = stop.clone().cancelled_owned();
         async move {
-            api.serve_with_incoming_shutdown(tls::incoming(incoming(listeners.api), api_tls), stop)
-                .await
-                .map_err(ServeError::from)
+            api.serve_with_incoming_shutdown(
+                tls::incoming(incoming(listeners.api, options.connections), api_tls),
+                stop,
+            )
+            .await
+            .map_err(ServeError::from)
         }
     });
 
@@ -213,11 +249,14 @@ pub async fn serve(
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(payment_events);
-        let stop = stopped(stop_rx.clone());
+        let stop = stop.clone().cancelled_owned();
         let ingest_tls = options.tls.as_ref().map(tls::TlsConfig::ingest);
         tasks.spawn(async move {
             ingest
-                .serve_with_incoming_shutdown(tls::incoming(incoming(listener), ingest_tls), stop)
+                .serve_with_incoming_shutdown(
+                    tls::incoming(incoming(listener, options.connections), ingest_tls),
+                    stop,
+                )
                 .await
                 .map_err(ServeError::from)
         });
@@ -225,24 +264,23 @@ pub async fn serve(
 
     // The ops port outlives the others: during the drain, probes see
     // readiness NOT_SERVING and liveness SERVING, not a refused connection.
-    let (ops_stop_tx, ops_stop_rx) = watch::channel(false);
+    let ops_stop = CancellationToken::new();
     let ops = match listeners.ops {
         Some(listener) => {
             let router = ops::router(readiness.clone(), metrics.clone(), health_service);
-            let stop = stopped(ops_stop_rx);
+            let stop = ops_stop.clone().cancelled_owned();
             Some(tokio::spawn(ops::serve(listener, router, stop)))
         }
         None => None,
     };
 
-    let stop_tx = std::sync::Arc::new(stop_tx);
     let begin_stop = {
-        let (hub, stop_tx) = (hub.clone(), stop_tx.clone());
+        let (hub, stop) = (hub.clone(), stop.clone());
         move || {
             // Streams end first, with UNAVAILABLE, so clients reconnect to
             // another replica and resume from their cursor.
             hub.shut_down();
-            stop_tx.send_replace(true);
+            stop.cancel();
         }
     };
     tokio::spawn({
@@ -263,7 +301,7 @@ pub async fn serve(
             result = result.and(Err(err));
         }
     }
-    let _ = ops_stop_tx.send(true);
+    ops_stop.cancel();
     if let Some(ops) = ops {
         ops.await??;
     }

@@ -12,22 +12,22 @@
 //! with a deadline, so a slow or silent client delays nobody.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clap::Args;
+use fulfil_telemetry::listener::Watched;
+use fulfil_telemetry::pem_file::{self, PemFileError};
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Variable naming the server certificate chain.
 pub const CERT_VAR: &str = "FULFIL_TLS_CERT_FILE";
@@ -73,31 +73,9 @@ pub enum TlsError {
         "{CLIENT_CA_VAR} needs FULFIL_INGEST_ADDR: client certificates are required on the ingest listener only, and without one PaymentEventService would be served on the API listener without them"
     )]
     ClientCaWithoutIngest,
-    /// A file cannot be read.
-    #[error("{var}: cannot read {path}: {source}")]
-    Read {
-        /// The variable.
-        var: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// The PEM data is malformed.
-    #[error("{var}: malformed PEM")]
-    Pem {
-        /// The variable.
-        var: &'static str,
-    },
-    /// No certificate where one is needed.
-    #[error("{var}: no PEM certificate found")]
-    NoCertificate {
-        /// The variable.
-        var: &'static str,
-    },
-    /// No private key.
-    #[error("{KEY_VAR}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)")]
-    NoKey,
+    /// A file cannot be used.
+    #[error(transparent)]
+    File(#[from] PemFileError),
     /// rustls refused the material (a key that does not match the
     /// certificate, an unsupported key type, a CA it cannot use).
     #[error("{var}: {source}")]
@@ -129,34 +107,16 @@ impl TlsArgs {
             return Err(TlsError::ClientCaWithoutIngest);
         }
         let client_ca = match &ca {
-            Some(path) => Some(read(CLIENT_CA_VAR, path)?),
+            Some(path) => Some(pem_file::read(CLIENT_CA_VAR, path)?),
             None => None,
         };
         TlsConfig::from_pem(
-            &read(CERT_VAR, &cert)?,
-            &read(KEY_VAR, &key)?,
+            &pem_file::read(CERT_VAR, &cert)?,
+            &pem_file::read(KEY_VAR, &key)?,
             client_ca.as_deref(),
         )
         .map(Some)
     }
-}
-
-fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        var,
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn certificates(var: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| TlsError::Pem { var })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate { var });
-    }
-    Ok(certs)
 }
 
 /// Server TLS for the API and the ingest listener.
@@ -183,12 +143,8 @@ impl TlsConfig {
         key: &[u8],
         client_ca: Option<&[u8]>,
     ) -> Result<Self, TlsError> {
-        let certs = certificates(CERT_VAR, cert_chain)?;
-        let key = match PrivateKeyDer::from_pem_slice(key) {
-            Ok(key) => key,
-            Err(rustls::pki_types::pem::Error::NoItemsFound) => return Err(TlsError::NoKey),
-            Err(_) => return Err(TlsError::Pem { var: KEY_VAR }),
-        };
+        let certs = pem_file::certificates(CERT_VAR, cert_chain)?;
+        let key = pem_file::private_key(KEY_VAR, key)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let rejected = |var| move |source| TlsError::Rejected { var, source };
         let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -205,10 +161,7 @@ impl TlsConfig {
 
         let ingest_builder = match client_ca {
             Some(pem) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in certificates(CLIENT_CA_VAR, pem)? {
-                    roots.add(cert).map_err(rejected(CLIENT_CA_VAR))?;
-                }
+                let roots = pem_file::roots(CLIENT_CA_VAR, pem)?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .build()
@@ -252,9 +205,9 @@ impl TlsConfig {
 #[derive(Debug)]
 pub enum Connection {
     /// Plaintext TCP.
-    Plain(TcpStream),
+    Plain(Watched<TcpStream>),
     /// TLS over TCP (boxed: the session state is large).
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<Watched<TcpStream>>>),
 }
 
 impl Connected for Connection {
@@ -330,9 +283,12 @@ impl AsyncWrite for Connection {
 /// The connections a listener serves.
 pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Connection>> + Send>>;
 
+/// Accepted TCP connections, before TLS.
+pub type Accepted = Pin<Box<dyn Stream<Item = io::Result<Watched<TcpStream>>> + Send>>;
+
 /// `tcp`'s connections, through TLS when `tls` is given. Dropping the
 /// result (the server stops accepting) closes the listening socket.
-pub fn incoming(tcp: TcpIncoming, tls: Option<Arc<ServerConfig>>) -> Incoming {
+pub fn incoming(tcp: Accepted, tls: Option<Arc<ServerConfig>>) -> Incoming {
     match tls {
         None => Box::pin(tcp.map(|accepted| accepted.map(Connection::Plain))),
         Some(config) => {
@@ -344,7 +300,7 @@ pub fn incoming(tcp: TcpIncoming, tls: Option<Arc<ServerConfig>>) -> Incoming {
 }
 
 async fn accept(
-    mut tcp: TcpIncoming,
+    mut tcp: Accepted,
     acceptor: tokio_rustls::TlsAcceptor,
     tx: mpsc::Sender<Connection>,
 ) {
@@ -373,7 +329,7 @@ async fn accept(
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let peer = stream.peer_addr().ok();
+            let peer = stream.get_ref().peer_addr().ok();
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = tx.send(Connection::Tls(Box::new(tls))).await;

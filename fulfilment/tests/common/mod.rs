@@ -113,6 +113,24 @@ async fn fresh_database(backend: Backend) -> Option<FreshDatabase> {
     })
 }
 
+/// An open SQLite database in a new folder (kept while the folder lives),
+/// for tests of the listeners rather than of storage.
+pub async fn sqlite_database() -> (Database, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = DatabaseConfig {
+        url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("fulfil.db").display()
+        ),
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    let db = server::open_database(&config, WriterConfig::default())
+        .await
+        .expect("open database");
+    (db, dir)
+}
+
 impl TestApp {
     /// Starts a server on `backend`; None when PostgreSQL is not configured.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
