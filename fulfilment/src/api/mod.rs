@@ -2,6 +2,7 @@
 
 pub mod convert;
 mod entitlement_service;
+mod fields;
 mod order_service;
 pub mod page_token;
 mod payment_event_service;

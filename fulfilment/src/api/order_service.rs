@@ -1,11 +1,12 @@
 //! `fulfil.v1.OrderService`: the gRPC face of the order domain.
 
+use fulfil_proto::Identifier;
 use fulfil_proto::v1 as pb;
 use pb::order_service_server::OrderService;
 use tonic::{Request, Response, Status};
 
 use super::convert::{draft_from_proto, order_to_proto, state_from_proto};
-use super::{page_token, status::invalid_argument};
+use super::{fields, page_token, status::invalid_argument};
 use crate::auth::{self, Scope, expiry::until_expiry};
 use crate::order::{FieldViolation, OrderError, OrderId};
 use crate::storage::{ChangeState, Command, CreateOrder, Database, ListFilter};
@@ -189,6 +190,7 @@ impl OrderService for OrderApi {
         let expires_at = caller.expires_at;
         let request = request.into_inner();
         let mut violations = Vec::new();
+        let customer_id = fields::optional_identifier("customer_id", customer_id, &mut violations);
         let states = states_field(&request.states, &mut violations);
         let start = match request.start {
             None | Some(Start::FromNow(_)) => {
@@ -218,7 +220,7 @@ impl OrderService for OrderApi {
         }
         let selector = Selector {
             order_id: None,
-            customer_id,
+            customer_id: customer_id.map(Identifier::into_string),
             states,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
@@ -281,6 +283,7 @@ impl OrderService for OrderApi {
             auth::caller(&request)?.customer_filter(&request.get_ref().customer_id)?;
         let request = request.into_inner();
         let mut violations = Vec::new();
+        let customer_id = fields::optional_identifier("customer_id", customer_id, &mut violations);
         let states = states_field(&request.states, &mut violations);
         let filter = ListFilter {
             customer_id,
@@ -292,7 +295,7 @@ impl OrderService for OrderApi {
             names.dedup();
             format!(
                 "orders|{}|{}",
-                filter.customer_id.as_deref().unwrap_or(""),
+                filter.customer_id.as_ref().map_or("", Identifier::as_str),
                 names.join(",")
             )
         };
@@ -338,6 +341,13 @@ impl OrderService for OrderApi {
             return Err(invalid_argument(&[FieldViolation::new(
                 "reason",
                 format!("must be at most {MAX_CANCEL_REASON_LEN} characters"),
+            )]));
+        }
+        // One line for UIs and logs; PostgreSQL could not store U+0000 anyway.
+        if request.reason.chars().any(char::is_control) {
+            return Err(invalid_argument(&[FieldViolation::new(
+                "reason",
+                "must not contain control characters",
             )]));
         }
         let change = ChangeState {

@@ -1,6 +1,7 @@
 //! `fulfil.v1.PaymentEventService`: the adapter's entry point, plus audit
 //! listing and the operator's re-apply call.
 
+use fulfil_proto::Identifier;
 use fulfil_proto::v1 as pb;
 use pb::payment_event_service_server::PaymentEventService;
 use pb::record_payment_event_response::Outcome as PbOutcome;
@@ -8,10 +9,10 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{event_from_proto, event_to_proto, order_to_proto, timestamp};
 use super::order_service::page_size;
-use super::{page_token, status::invalid_argument};
+use super::{fields, page_token, status::invalid_argument};
 use crate::auth::{self, Scope};
 use crate::metrics::Metrics;
-use crate::order::{FieldViolation, OrderError};
+use crate::order::{FieldViolation, OrderError, OrderId};
 use crate::payment_event::Outcome;
 use crate::storage::{Database, EventFilter};
 
@@ -111,14 +112,14 @@ impl PaymentEventService for PaymentEventApi {
             None
         });
         let filter = EventFilter {
-            order_id: Some(request.order_id).filter(|s| !s.is_empty()),
-            source: Some(request.source).filter(|s| !s.is_empty()),
+            order_id: fields::optional_order_id("order_id", &request.order_id, &mut violations),
+            source: fields::optional_identifier("source", Some(request.source), &mut violations),
             outcome,
         };
         let scope = format!(
             "events|{}|{}|{}",
-            filter.order_id.as_deref().unwrap_or(""),
-            filter.source.as_deref().unwrap_or(""),
+            filter.order_id.as_ref().map_or("", OrderId::as_str),
+            filter.source.as_ref().map_or("", Identifier::as_str),
             filter.outcome.map_or("", Outcome::as_str)
         );
         let limit = page_size(request.page_size, &mut violations);

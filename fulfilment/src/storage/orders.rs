@@ -1,5 +1,6 @@
 //! Reading orders, and the mutations that change them.
 
+use fulfil_proto::Identifier;
 use futures::future::BoxFuture;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
@@ -18,7 +19,7 @@ use crate::payment_event::summary::Summary;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
     /// Only this customer's orders.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Identifier>,
     /// Only orders in one of these states (all when empty).
     pub states: Vec<OrderState>,
 }

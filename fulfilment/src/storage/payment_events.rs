@@ -1,6 +1,7 @@
 //! The ledger of recorded payment events: listing it, and re-trying the
 //! events that wait for their order. Recording is in `storage::record`.
 
+use fulfil_proto::Identifier;
 use futures::future::BoxFuture;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -8,7 +9,7 @@ use super::entity::payment_events::{self, Column};
 use super::record::{self, ChunkReapplied};
 use super::writer::{Ctx, Mutation};
 use super::{Database, StorageError};
-use crate::order::{Currency, OrderError, UnixMicros};
+use crate::order::{Currency, OrderError, OrderId, UnixMicros};
 use crate::payment_event::{Outcome, PaymentEvent};
 
 /// Re-tries one chunk of UNMATCHED events (those after ledger position
@@ -49,9 +50,9 @@ const REAPPLY_CHUNK: u64 = 500;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     /// Only this order's.
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
     /// Only this source's.
-    pub source: Option<String>,
+    pub source: Option<Identifier>,
     /// Only with this outcome.
     pub outcome: Option<Outcome>,
 }

@@ -462,6 +462,18 @@ pub fn reason(status: &tonic::Status) -> String {
     info.reason
 }
 
+/// The fields a status's google.rpc.BadRequest names, in order.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
 /// Declares each listed `async fn(TestApp)` as two tests, `sqlite::NAME` and
 /// `postgres::NAME`. With `spawn = PATH;` first, the app comes from
 /// `PATH(Backend) -> Option<TestApp>` (e.g. a server with authorization).
