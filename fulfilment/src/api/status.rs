@@ -3,7 +3,8 @@
 //! Every status carries a google.rpc.ErrorInfo with a stable `reason` and the
 //! domain [`ERROR_DOMAIN`]; validation errors add a google.rpc.BadRequest.
 //! Refused calls ([`crate::auth::AuthError`]) become UNAUTHENTICATED or
-//! PERMISSION_DENIED here too.
+//! PERMISSION_DENIED here too, messages over the size limit
+//! ([`crate::server::MessageTooLarge`]) RESOURCE_EXHAUSTED.
 //! Storage failures are logged here in full and reach the client only as a
 //! generic message, never with internals: UNAVAILABLE for an outage, the
 //! caller's error when the database refused the request's data.
@@ -152,6 +153,26 @@ impl From<crate::stream::watch::StreamError> for Status {
             ),
             StreamError::Storage(err) => storage(&err),
         }
+    }
+}
+
+impl From<crate::server::MessageTooLarge> for Status {
+    fn from(err: crate::server::MessageTooLarge) -> Self {
+        use crate::server::MessageTooLarge;
+        let (message, limit) = match err {
+            MessageTooLarge::Request { limit } => ("request", limit),
+            MessageTooLarge::Response { limit } => ("response", limit),
+        };
+        status(
+            Code::ResourceExhausted,
+            err.to_string(),
+            "MESSAGE_TOO_LARGE",
+            &[
+                ("message", message.to_owned()),
+                ("limit_bytes", limit.to_string()),
+            ],
+            ErrorDetails::new(),
+        )
     }
 }
 

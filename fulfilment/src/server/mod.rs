@@ -13,6 +13,7 @@
 
 mod cors;
 pub mod health;
+mod message_limit;
 mod ops;
 pub mod tls;
 
@@ -31,6 +32,8 @@ use crate::auth::AuthLayer;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
 use crate::stream::{Hub, StreamConfig};
+
+pub use message_limit::{DEFAULT_MAX_MESSAGE_BYTES, MessageLimit, MessageTooLarge};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,8 @@ pub struct ServeOptions {
     pub tls: Option<tls::TlsConfig>,
     /// Bearer-token authentication of gRPC calls. Default: off.
     pub auth: crate::auth::Authenticator,
+    /// The largest gRPC message received or sent by Fulfil's services.
+    pub max_message: MessageLimit,
 }
 
 /// How long calls on a connection past its maximum age may run on before
@@ -174,8 +179,11 @@ pub async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let limit = options.max_message.0;
     let payment_events =
-        PaymentEventServiceServer::new(PaymentEventApi::new(db.clone(), metrics.clone()));
+        PaymentEventServiceServer::new(PaymentEventApi::new(db.clone(), metrics.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
     let mut tasks = tokio::task::JoinSet::new();
 
     let (reflection_v1, reflection_v1alpha) = reflection()?;
@@ -185,14 +193,21 @@ pub async fn serve(
         .layer(cors::layer(&options.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(GrpcMetricsLayer::new(metrics.clone()))
+        .layer(message_limit::layer(options.max_message))
         .layer(AuthLayer::new(options.auth.clone()))
         .add_service(health_service.clone())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(OrderServiceServer::new(OrderApi::new(hub.clone())))
-        .add_service(EntitlementServiceServer::new(EntitlementApi::new(
-            db.clone(),
-        )))
+        .add_service(
+            OrderServiceServer::new(OrderApi::new(hub.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            EntitlementServiceServer::new(EntitlementApi::new(db.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
         .add_optional_service(listeners.ingest.is_none().then(|| payment_events.clone()));
     let api_tls = options.tls.as_ref().map(tls::TlsConfig::api);
     tasks.spawn({
@@ -208,6 +223,7 @@ pub async fn serve(
         let (reflection_v1, reflection_v1alpha) = reflection()?;
         let ingest = builder(&options)
             .layer(GrpcMetricsLayer::new(metrics.clone()))
+            .layer(message_limit::layer(options.max_message))
             .layer(AuthLayer::new(options.auth.clone()))
             .add_service(health_service.clone())
             .add_service(reflection_v1)
