@@ -67,7 +67,7 @@ pub struct TestApp {
 /// None (with a note) when the variable is unset.
 async fn postgres_database() -> Option<(String, String, String)> {
     let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-        eprintln!("skipped: {POSTGRES_URL_VAR} is not set");
+        eprintln!("skipped: {POSTGRES_URL_VAR} is not set (`cargo test-pg` sets it)");
         return None;
     };
     let name = format!("fulfil_test_{}", uuid::Uuid::new_v4().simple());
