@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// the 30 s HTTP/2 keep-alive interval and the watch heartbeat.
     #[arg(long, env = "FULFIL_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(31..))]
     pub idle_timeout_secs: u64,
+    /// Largest gRPC message, in bytes, received or sent (4 MiB, gRPC's
+    /// usual default). Larger ones get RESOURCE_EXHAUSTED
+    /// (MESSAGE_TOO_LARGE). Keep it above the adapter's body limit.
+    #[arg(long, env = "FULFIL_GRPC_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub grpc_max_message_bytes: u64,
     /// Seconds to let in-flight calls finish after SIGTERM before exiting.
     #[arg(long, env = "FULFIL_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -149,6 +154,9 @@ impl ServeArgs {
                 max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             },
+            max_message: crate::server::MessageLimit(
+                usize::try_from(self.grpc_max_message_bytes).unwrap_or(usize::MAX),
+            ),
             // TLS and authorization are loaded (fallibly) by the binary.
             ..Default::default()
         })
@@ -182,6 +190,20 @@ mod tests {
             "postgres://db:5432/fulfil"
         );
         assert_eq!(redacted_url(DEFAULT_DATABASE_URL), "sqlite://fulfil.db");
+    }
+
+    #[test]
+    fn the_message_limit_defaults_to_the_servers_default() {
+        let cli = Cli::try_parse_from(["fulfilment", "serve"]).expect("defaults parse");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(
+            args.serve_options()
+                .expect("default options are valid")
+                .max_message,
+            crate::server::MessageLimit::default()
+        );
     }
 
     #[test]

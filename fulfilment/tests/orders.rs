@@ -104,13 +104,7 @@ async fn invalid_create_lists_every_field_and_creates_nothing(app: TestApp) {
         .expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "INVALID_ARGUMENT");
-    let fields: HashSet<String> = status
-        .get_details_bad_request()
-        .expect("BadRequest details")
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields: HashSet<String> = common::violated_fields(&status).into_iter().collect();
     let expected: HashSet<String> = [
         "order_id",
         "customer_id",

@@ -36,6 +36,29 @@ async fn next<T>(stream: &mut Streaming<T>) -> Result<T, tonic::Status> {
         .expect("stream still open")
 }
 
+/// WatchOrders of one customer's orders, from now on.
+async fn watch_from_now(app: &TestApp, customer_id: &str) -> Streaming<WatchOrdersResponse> {
+    app.client
+        .clone()
+        .watch_orders(WatchOrdersRequest {
+            customer_id: customer_id.into(),
+            start: Some(Start::FromNow(true)),
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+/// The order id of the next message, which must be a change (heartbeats
+/// come every 15 s by default, after `next`'s deadline).
+async fn next_change(stream: &mut Streaming<WatchOrdersResponse>) -> String {
+    let Some(OrdersEvent::Change(change)) = next(stream).await.expect("change").event else {
+        panic!("a change, not progress");
+    };
+    change.order.map(|o| o.order_id).unwrap_or_default()
+}
+
 async fn watch_order_sends_the_order_then_every_change(app: TestApp) {
     let order = create(&app, new_order("cus_w")).await;
     let mut stream = app
@@ -105,17 +128,7 @@ async fn watch_orders_resumes_without_gaps_or_duplicates_under_concurrent_writer
     // Each order: created (v1), then cancelled (v2): 2 changes.
     let expected = WRITERS * ORDERS_EACH * 2;
 
-    let mut stream = app
-        .client
-        .clone()
-        .watch_orders(WatchOrdersRequest {
-            customer_id: "cus_feed".into(),
-            start: Some(Start::FromNow(true)),
-            ..Default::default()
-        })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stream = watch_from_now(&app, "cus_feed").await;
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|_| {
@@ -280,36 +293,125 @@ async fn streams_end_with_unavailable_on_shutdown(mut app: TestApp) {
     assert_eq!(ended.code(), Code::Unavailable);
 }
 
+/// Streams that poll the feed only hourly: within a test, changes of other
+/// replicas arrive through LISTEN/NOTIFY alone.
+fn listen_only() -> fulfilment::stream::StreamConfig {
+    fulfilment::stream::StreamConfig {
+        poll: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+/// A server with [`listen_only`] streams on a fresh PostgreSQL database;
+/// None when PostgreSQL is not configured.
+async fn listen_only_postgres() -> Option<TestApp> {
+    TestApp::spawn_full(common::Backend::Postgres, Default::default(), listen_only()).await
+}
+
 /// Two replicas on one PostgreSQL database: a subscriber on replica A sees
 /// a change committed through replica B. Polling is set to an hour, so
 /// only the LISTEN/NOTIFY wake-up can deliver it in time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_replica_changes_reach_subscribers_of_another_replica() {
-    let streams = fulfilment::stream::StreamConfig {
-        poll: Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let Some(a) = TestApp::spawn_full(common::Backend::Postgres, Default::default(), streams).await
-    else {
+    let Some(a) = listen_only_postgres().await else {
         return;
     };
-    let b = a.replica(streams).await;
-    let mut stream = a
-        .client
-        .clone()
-        .watch_orders(WatchOrdersRequest {
-            customer_id: "cus_r".into(),
-            start: Some(Start::FromNow(true)),
-            ..Default::default()
-        })
-        .await
-        .expect("watch on A")
-        .into_inner();
+    let b = a.replica(listen_only()).await;
+    let mut stream = watch_from_now(&a, "cus_r").await;
     let created = create(&b, new_order("cus_r")).await;
-    let Some(OrdersEvent::Change(change)) = next(&mut stream).await.expect("change").event else {
-        panic!("a change, not progress: heartbeats are 15 s");
+    assert_eq!(next_change(&mut stream).await, created.order_id);
+}
+
+/// The backends of LISTEN connections on this app's database.
+async fn listener_pids(app: &TestApp) -> Vec<i32> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    app.db
+        .conn()
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1 ORDER BY pid",
+            [fulfilment::stream::LISTENER_APPLICATION_NAME.into()],
+        ))
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|row| row.try_get::<i32>("", "pid").expect("pid"))
+        .collect()
+}
+
+/// Waits (with a deadline) until the listener backends satisfy `done`.
+async fn wait_for_listeners(app: &TestApp, done: impl Fn(&[i32]) -> bool) -> Vec<i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = listener_pids(app).await;
+        if done(&pids) {
+            return pids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listener connections within 10 s: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two replicas; replica A's LISTEN connection is killed
+/// (`pg_terminate_backend`) while the database refuses new connections, and
+/// replica B commits a change meanwhile, so its notification never reaches
+/// A. Polling is set to an hour: only A's listener reconnecting, and the
+/// catch-up read that follows, can bring the change to A's subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_killed_listener_reconnects_and_its_subscribers_catch_up() {
+    use sea_orm::ConnectionTrait;
+    let Some(a) = listen_only_postgres().await else {
+        return;
     };
-    assert_eq!(change.order.map(|o| o.order_id), Some(created.order_id));
+    let a_listener = wait_for_listeners(&a, |pids| pids.len() == 1).await[0];
+    let b = a.replica(listen_only()).await;
+    wait_for_listeners(&a, |pids| pids.len() == 2).await;
+    let mut stream = watch_from_now(&a, "cus_k").await;
+
+    let conn = a.db.conn();
+    let database: String = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_database() AS name",
+        ))
+        .await
+        .expect("current database")
+        .expect("a row")
+        .try_get("", "name")
+        .expect("name");
+    // A database cannot refuse connections from within itself.
+    let admin_url = std::env::var(common::POSTGRES_URL_VAR).expect("set for postgres tests");
+    let admin = sea_orm::Database::connect(admin_url.as_str())
+        .await
+        .expect("admin connection");
+    let allow = |yes: bool| format!("ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS {yes}");
+    admin
+        .execute_unprepared(&allow(false))
+        .await
+        .expect("refuse new connections");
+    conn.execute_unprepared(&format!("SELECT pg_terminate_backend({a_listener})"))
+        .await
+        .expect("terminate A's listener");
+    wait_for_listeners(&a, |pids| !pids.contains(&a_listener)).await;
+
+    // B's writer keeps its connection: the change commits and B notifies,
+    // while A is not listening.
+    let created = create(&b, new_order("cus_k")).await;
+    admin
+        .execute_unprepared(&allow(true))
+        .await
+        .expect("accept connections again");
+
+    assert_eq!(next_change(&mut stream).await, created.order_id);
+    let relistened = wait_for_listeners(&a, |pids| pids.len() == 2).await;
+    assert!(
+        !relistened.contains(&a_listener),
+        "A listens on a new connection"
+    );
 }
 
 /// A subscriber whose client stops reading (its outgoing queue holds one

@@ -2,12 +2,15 @@
 //! clients and servers.
 //!
 //! The `.proto` sources live beside this crate in `fulfil/v1/`; they are the
-//! contract, this crate is only their Rust rendering, plus [`Provider`], the
-//! provider names that `PaymentEvent.provider` and the services share.
+//! contract, this crate is only their Rust rendering, plus what the adapter
+//! and the services share about its fields: [`Provider`], the provider names
+//! of `PaymentEvent.provider`, and [`Identifier`], what every id must be.
 
 pub mod codec;
+pub mod identifier;
 mod provider;
 
+pub use identifier::{Identifier, IdentifierError};
 pub use provider::Provider;
 
 /// Package `fulfil.v1`: orders, their service, and the adapter's payment event

@@ -346,7 +346,7 @@ async fn grpc_web_client_creates_and_watches_an_order() {
 #[tokio::test]
 async fn two_replica_processes_share_one_change_feed() {
     let Ok(url) = std::env::var("FULFIL_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: FULFIL_TEST_POSTGRES_URL is not set");
+        eprintln!("skipped: FULFIL_TEST_POSTGRES_URL is not set (`cargo test-pg` sets it)");
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");

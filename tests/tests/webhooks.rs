@@ -6,7 +6,9 @@ use fulfil_e2e::{Process, start_adapter, start_fulfilment};
 use fulfil_proto::v1::order::State;
 use fulfil_proto::v1::order_service_client::OrderServiceClient;
 use fulfil_proto::v1::payment_event_service_client::PaymentEventServiceClient;
-use fulfil_proto::v1::{CreateOrderRequest, GetOrderRequest, LineItem, ListPaymentEventsRequest};
+use fulfil_proto::v1::{
+    CreateOrderRequest, GetOrderRequest, LineItem, ListPaymentEventsRequest, RecordedPaymentEvent,
+};
 use serde_json::Value;
 
 const STRIPE_SECRET: &str = "whsec_e2e_test_secret";
@@ -95,20 +97,25 @@ impl Stack {
             .into_inner()
     }
 
-    async fn ledger_size(&self) -> usize {
+    /// The recorded events, newest first, with their payloads.
+    async fn ledger(&self) -> Vec<RecordedPaymentEvent> {
         let mut client = PaymentEventServiceClient::connect(self.grpc())
             .await
             .expect("connect");
         client
             .list_payment_events(ListPaymentEventsRequest {
                 page_size: 500,
+                include_payload: true,
                 ..Default::default()
             })
             .await
             .expect("list")
             .into_inner()
             .events
-            .len()
+    }
+
+    async fn ledger_size(&self) -> usize {
+        self.ledger().await.len()
     }
 
     async fn post(&self, source: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
@@ -191,6 +198,62 @@ async fn signed_stripe_payment_marks_the_order_paid_exactly_once() {
         "a forged delivery records nothing"
     );
     drop(stack.dir);
+}
+
+#[tokio::test]
+async fn ids_with_nul_get_a_400_at_once_and_free_text_is_kept_exactly() {
+    let stack = Stack::start(&[]).await;
+    stack.create_order("e2e-nul").await;
+    // Each place the adversarial run put U+0000 into a signed event. The
+    // adapter refuses it before the fulfilment service (PostgreSQL refuses
+    // U+0000 in text) sees it: a 400 the provider does not retry, on the
+    // first delivery and on every later one, instead of a 503.
+    let good = || fulfil_e2e::stripe_payment_succeeded("evt_e2e_nul", "e2e-nul", 3900);
+    type Poison = fn(&mut Value);
+    let cases: [(&str, Poison); 4] = [
+        ("id", |e| e["id"] = "evt_\u{0}1".into()),
+        ("type", |e| {
+            e["type"] = "payment_intent.succeeded\u{0}".into()
+        }),
+        ("metadata.order_id", |e| {
+            e["data"]["object"]["metadata"]["order_id"] = "e2e-nul\u{0}x".into()
+        }),
+        ("payment intent id", |e| {
+            e["data"]["object"]["id"] = "pi_\u{0}".into()
+        }),
+    ];
+    for (what, poison) in cases {
+        let mut event = good();
+        poison(&mut event);
+        let body = serde_json::to_vec(&event).expect("json");
+        for delivery in 0..2 {
+            let (status, answer) = stack.post_stripe(body.clone()).await;
+            assert_eq!(status, 400, "{what}, delivery {delivery}: {answer}");
+            assert_eq!(answer["code"], "invalid_identifier", "{what}: {answer}");
+            assert!(!answer["message"].as_str().unwrap_or("").contains('\0'));
+        }
+    }
+    assert_eq!(stack.ledger_size().await, 0, "nothing was recorded");
+    assert_eq!(stack.order("e2e-nul").await.state(), State::PendingPayment);
+
+    // U+0000 in free text is the provider's business: recorded, and the
+    // verified body comes back byte for byte.
+    let mut event = good();
+    event["data"]["object"]["description"] = "a\u{0}b".into();
+    let body = serde_json::to_vec(&event).expect("json");
+    assert!(body.windows(6).any(|w| w == b"\\u0000"), "JSON escapes NUL");
+    let (status, answer) = stack.post_stripe(body.clone()).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    let events = stack.ledger().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].event.as_ref().map(|e| e.payload.as_slice()),
+        Some(body.as_slice())
+    );
 }
 
 #[tokio::test]

@@ -12,6 +12,12 @@
 //!   upper-case ISO 4217 codes; an amount without a currency is an error.
 //! - Errors ([`NormalizeError`]) name the JSON path of the field at fault and
 //!   never echo payload values, so they are safe to log and to return.
+//! - Every id and reference of the result is an identifier
+//!   ([`fulfil_proto::Identifier`]: at most 256 bytes, no control
+//!   character), checked once on the finished event so that no provider and
+//!   no mapping can skip it; anything else is [`NormalizeError::InvalidIdentifier`]
+//!   and nothing is sent on. Free text elsewhere in the body is no concern:
+//!   the body travels as bytes.
 //! - `payload` is left empty: the HTTP layer fills it with the raw body.
 //! - Nothing here panics, whatever the input.
 
@@ -26,9 +32,9 @@ mod stripe;
 #[cfg(test)]
 mod testing;
 
-use fulfil_proto::Provider;
 use fulfil_proto::v1::PaymentEvent;
 pub use fulfil_proto::v1::payment_event::Kind;
+use fulfil_proto::{IdentifierError, Provider};
 pub use mapping::{AmountFormat, Mapping};
 
 use json::At;
@@ -109,6 +115,17 @@ pub enum NormalizeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An id or reference of the event is not an identifier (empty where
+    /// one is required, too long, or holding a control character such as
+    /// U+0000). Named by its `PaymentEvent` field: it may come from a
+    /// mapping's pointer or be made of several values.
+    #[error("invalid identifier in {field}: {problem}")]
+    InvalidIdentifier {
+        /// The `PaymentEvent` field (`order_ref`, `event_id`, …).
+        field: String,
+        /// What is wrong with it.
+        problem: IdentifierError,
+    },
     /// The provider is read through a mapping and none is configured (a
     /// configuration error, not the sender's).
     #[error("provider {provider} needs a mapping and none is configured")]
@@ -126,6 +143,7 @@ impl NormalizeError {
             NormalizeError::MissingField { .. } => "missing_field",
             NormalizeError::WrongType { .. } => "wrong_type",
             NormalizeError::InvalidValue { .. } => "invalid_value",
+            NormalizeError::InvalidIdentifier { .. } => "invalid_identifier",
             NormalizeError::NoMapping { .. } => "no_mapping",
         }
     }
@@ -157,6 +175,12 @@ pub fn normalize(ctx: &Context<'_>, body: &[u8]) -> Result<PaymentEvent, Normali
     };
     ctx.source.clone_into(&mut event.source);
     event.provider = ctx.provider.as_str().to_owned();
+    if let Some(bad) = event.invalid_identifiers().into_iter().next() {
+        return Err(NormalizeError::InvalidIdentifier {
+            field: bad.field,
+            problem: bad.problem,
+        });
+    }
     Ok(event)
 }
 
@@ -279,6 +303,111 @@ mod tests {
         assert_eq!(event.provider, "stripe");
         assert_eq!(event.kind(), Kind::Other);
         assert!(event.payload.is_empty());
+    }
+
+    /// A body of each provider (Paddle read through its default mapping)
+    /// with the JSON pointer of its event id.
+    fn one_event_per_provider() -> Vec<(Provider, serde_json::Value, &'static str)> {
+        use super::testing::fixture;
+        let mut stripe = fixture("stripe/event.json");
+        super::testing::set(&mut stripe, "/created", serde_json::json!(1_721_948_600));
+        vec![
+            (Provider::Stripe, stripe, "/id"),
+            (
+                Provider::Paypal,
+                fixture("normalize/paypal-capture-completed.json"),
+                "/id",
+            ),
+            (
+                Provider::Revenuecat,
+                fixture("normalize/revenuecat-initial-purchase.json"),
+                "/event/id",
+            ),
+            (
+                Provider::Glassfy,
+                fixture("normalize/glassfy-in-app-purchase.json"),
+                "/id",
+            ),
+            (
+                Provider::Paddle,
+                fixture("normalize/paddle-transaction-completed.json"),
+                "/event_id",
+            ),
+        ]
+    }
+
+    #[test]
+    fn event_ids_that_are_not_identifiers_are_refused_for_every_provider() {
+        use super::testing::{run_json, set};
+        for (provider, body, id_at) in one_event_per_provider() {
+            assert!(
+                run_json(&ctx(provider), &body).is_ok(),
+                "{provider:?} fixture"
+            );
+            for (id, problem) in [
+                ("evt\u{0}1", IdentifierError::ControlCharacter),
+                ("evt\n1", IdentifierError::ControlCharacter),
+                (
+                    &"e".repeat(fulfil_proto::Identifier::MAX_BYTES + 1),
+                    IdentifierError::TooLong,
+                ),
+            ] {
+                let mut bad = body.clone();
+                set(&mut bad, id_at, serde_json::json!(id));
+                let err = run_json(&ctx(provider), &bad).unwrap_err();
+                assert_eq!(
+                    err,
+                    NormalizeError::InvalidIdentifier {
+                        field: "event_id".into(),
+                        problem
+                    },
+                    "{provider:?}"
+                );
+                assert_eq!(err.code(), "invalid_identifier");
+                assert!(!err.to_string().contains("evt"), "no echo: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn stripe_references_are_identifiers_and_free_text_is_not() {
+        use super::testing::{fixture, run_json, set};
+        let mut body = fixture("stripe/event.json");
+        let mut object = fixture("stripe/payment_intent.json");
+        set(&mut object, "/status", serde_json::json!("succeeded"));
+        set(&mut object, "/amount_received", serde_json::json!(1099));
+        set(
+            &mut object,
+            "/metadata",
+            serde_json::json!({"order_id": "ord_42"}),
+        );
+        set(&mut object, "/description", serde_json::json!("a\u{0}b\nc"));
+        set(
+            &mut body,
+            "/type",
+            serde_json::json!("payment_intent.succeeded"),
+        );
+        set(&mut body, "/created", serde_json::json!(1_721_948_600));
+        set(&mut body, "/data/object", object);
+        let event = run_json(&ctx(Provider::Stripe), &body).expect("NUL in free text is fine");
+        assert_eq!(event.order_ref, "ord_42");
+
+        for (at, field) in [
+            ("/data/object/metadata/order_id", "order_ref"),
+            ("/data/object/id", "payment_ref"),
+            ("/type", "event_type"),
+        ] {
+            let mut bad = body.clone();
+            set(&mut bad, at, serde_json::json!("x\u{0}y"));
+            assert_eq!(
+                run_json(&ctx(Provider::Stripe), &bad).unwrap_err(),
+                NormalizeError::InvalidIdentifier {
+                    field: field.into(),
+                    problem: IdentifierError::ControlCharacter
+                },
+                "{at}"
+            );
+        }
     }
 
     #[test]

@@ -145,10 +145,14 @@ fn micros(t: &prost_types::Timestamp) -> UnixMicros {
     )
 }
 
-/// A proto payment event as a domain event; unknown kinds and currencies
-/// are field violations.
+/// A proto payment event as a domain event; identifiers that do not parse,
+/// unknown kinds and currencies are field violations.
 pub fn event_from_proto(event: pb::PaymentEvent) -> Result<PaymentEvent, Vec<FieldViolation>> {
-    let mut violations = Vec::new();
+    let mut violations: Vec<FieldViolation> = event
+        .invalid_identifiers()
+        .into_iter()
+        .map(|bad| FieldViolation::new(format!("event.{}", bad.field), bad.problem.to_string()))
+        .collect();
     let kind = pb::payment_event::Kind::try_from(event.kind)
         .ok()
         .filter(|k| *k != pb::payment_event::Kind::Unspecified)

@@ -1,5 +1,6 @@
 //! `fulfil.v1.EntitlementService`: what in-app purchases grant app users.
 
+use fulfil_proto::Identifier;
 use fulfil_proto::v1 as pb;
 use pb::entitlement_service_server::EntitlementService;
 use tonic::{Request, Response, Status};
@@ -40,10 +41,13 @@ impl EntitlementService for EntitlementApi {
                 "is required",
             )]));
         };
+        let customer_id = Identifier::parse_owned(customer_id).map_err(|problem| {
+            invalid_argument(&[FieldViolation::new("customer_id", problem.to_string())])
+        })?;
         let now = UnixMicros::now();
         let entitlements = self
             .db
-            .list_entitlements(&customer_id)
+            .list_entitlements(customer_id.as_str())
             .await
             .map_err(OrderError::from)?
             .into_iter()

@@ -1,21 +1,19 @@
 //! `fulfil.v1.OrderService`: the gRPC face of the order domain.
 
+use fulfil_proto::Identifier;
 use fulfil_proto::v1 as pb;
 use pb::order_service_server::OrderService;
 use tonic::{Request, Response, Status};
 
 use super::convert::{draft_from_proto, order_to_proto, state_from_proto};
-use super::{page_token, status::invalid_argument};
+use super::page_token::Paging;
+use super::{fields, status::invalid_argument};
 use crate::auth::{self, Scope, expiry::until_expiry};
 use crate::order::{FieldViolation, OrderError, OrderId};
 use crate::storage::{ChangeState, Command, CreateOrder, Database, ListFilter};
 use crate::stream::watch::{Event, Selector};
 use crate::stream::{Hub, cursor};
 
-/// Orders listed per page when the client does not say.
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-/// Most orders listed per page; larger requests are clamped (AIP-158).
-pub const MAX_PAGE_SIZE: u64 = 500;
 const MAX_CANCEL_REASON_LEN: usize = 500;
 
 /// Serves `OrderService` from a [`Database`], streams from a [`Hub`].
@@ -83,18 +81,6 @@ fn states_field(
         }
     }
     states
-}
-
-/// The page size to use: 0 means the default, above the maximum is clamped.
-pub(crate) fn page_size(requested: i32, violations: &mut Vec<FieldViolation>) -> u64 {
-    match u64::try_from(requested) {
-        Ok(0) => DEFAULT_PAGE_SIZE,
-        Ok(n) => n.min(MAX_PAGE_SIZE),
-        Err(_) => {
-            violations.push(FieldViolation::new("page_size", "must not be negative"));
-            DEFAULT_PAGE_SIZE
-        }
-    }
 }
 
 fn expected_version(raw: i64) -> Result<Option<i64>, Status> {
@@ -189,6 +175,7 @@ impl OrderService for OrderApi {
         let expires_at = caller.expires_at;
         let request = request.into_inner();
         let mut violations = Vec::new();
+        let customer_id = fields::optional_identifier("customer_id", customer_id, &mut violations);
         let states = states_field(&request.states, &mut violations);
         let start = match request.start {
             None | Some(Start::FromNow(_)) => {
@@ -218,7 +205,7 @@ impl OrderService for OrderApi {
         }
         let selector = Selector {
             order_id: None,
-            customer_id,
+            customer_id: customer_id.map(Identifier::into_string),
             states,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
@@ -281,6 +268,7 @@ impl OrderService for OrderApi {
             auth::caller(&request)?.customer_filter(&request.get_ref().customer_id)?;
         let request = request.into_inner();
         let mut violations = Vec::new();
+        let customer_id = fields::optional_identifier("customer_id", customer_id, &mut violations);
         let states = states_field(&request.states, &mut violations);
         let filter = ListFilter {
             customer_id,
@@ -292,37 +280,28 @@ impl OrderService for OrderApi {
             names.dedup();
             format!(
                 "orders|{}|{}",
-                filter.customer_id.as_deref().unwrap_or(""),
+                filter.customer_id.as_ref().map_or("", Identifier::as_str),
                 names.join(",")
             )
         };
-        let page_size = page_size(request.page_size, &mut violations);
-        let after = if request.page_token.is_empty() {
-            None
-        } else {
-            match page_token::decode(&request.page_token, &scope) {
-                Ok(after) => Some(after),
-                Err(why) => {
-                    violations.push(FieldViolation::new("page_token", why));
-                    None
-                }
-            }
-        };
+        let paging = Paging::parse(
+            request.page_size,
+            &request.page_token,
+            scope,
+            &mut violations,
+        );
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
 
         let page = self
             .db
-            .list_orders(&filter, after, page_size)
+            .list_orders(&filter, paging.after, paging.size)
             .await
             .map_err(OrderError::from)?;
         Ok(Response::new(pb::ListOrdersResponse {
-            orders: page.orders.into_iter().map(order_to_proto).collect(),
-            next_page_token: page
-                .next_after
-                .map(|after| page_token::encode(after, &scope))
-                .unwrap_or_default(),
+            next_page_token: paging.next_token(page.next_after),
+            orders: page.items.into_iter().map(order_to_proto).collect(),
         }))
     }
 
@@ -338,6 +317,13 @@ impl OrderService for OrderApi {
             return Err(invalid_argument(&[FieldViolation::new(
                 "reason",
                 format!("must be at most {MAX_CANCEL_REASON_LEN} characters"),
+            )]));
+        }
+        // One line for UIs and logs; PostgreSQL could not store U+0000 anyway.
+        if request.reason.chars().any(char::is_control) {
+            return Err(invalid_argument(&[FieldViolation::new(
+                "reason",
+                "must not contain control characters",
             )]));
         }
         let change = ChangeState {

@@ -1,17 +1,18 @@
 //! `fulfil.v1.PaymentEventService`: the adapter's entry point, plus audit
 //! listing and the operator's re-apply call.
 
+use fulfil_proto::Identifier;
 use fulfil_proto::v1 as pb;
 use pb::payment_event_service_server::PaymentEventService;
 use pb::record_payment_event_response::Outcome as PbOutcome;
 use tonic::{Request, Response, Status};
 
 use super::convert::{event_from_proto, event_to_proto, order_to_proto, timestamp};
-use super::order_service::page_size;
-use super::{page_token, status::invalid_argument};
+use super::page_token::Paging;
+use super::{fields, status::invalid_argument};
 use crate::auth::{self, Scope};
 use crate::metrics::Metrics;
-use crate::order::{FieldViolation, OrderError};
+use crate::order::{FieldViolation, OrderError, OrderId};
 use crate::payment_event::Outcome;
 use crate::storage::{Database, EventFilter};
 
@@ -111,34 +112,34 @@ impl PaymentEventService for PaymentEventApi {
             None
         });
         let filter = EventFilter {
-            order_id: Some(request.order_id).filter(|s| !s.is_empty()),
-            source: Some(request.source).filter(|s| !s.is_empty()),
+            order_id: fields::optional_order_id("order_id", &request.order_id, &mut violations),
+            source: fields::optional_identifier("source", Some(request.source), &mut violations),
             outcome,
         };
         let scope = format!(
             "events|{}|{}|{}",
-            filter.order_id.as_deref().unwrap_or(""),
-            filter.source.as_deref().unwrap_or(""),
+            filter.order_id.as_ref().map_or("", OrderId::as_str),
+            filter.source.as_ref().map_or("", Identifier::as_str),
             filter.outcome.map_or("", Outcome::as_str)
         );
-        let limit = page_size(request.page_size, &mut violations);
-        let after = if request.page_token.is_empty() {
-            None
-        } else {
-            page_token::decode(&request.page_token, &scope)
-                .map_err(|why| violations.push(FieldViolation::new("page_token", why)))
-                .ok()
-        };
+        let paging = Paging::parse(
+            request.page_size,
+            &request.page_token,
+            scope,
+            &mut violations,
+        );
         if !violations.is_empty() {
             return Err(invalid_argument(&violations));
         }
-        let (events, next) = self
+        let page = self
             .db
-            .list_payment_events(&filter, after, limit, request.include_payload)
+            .list_payment_events(&filter, paging.after, paging.size, request.include_payload)
             .await
             .map_err(OrderError::from)?;
         Ok(Response::new(pb::ListPaymentEventsResponse {
-            events: events
+            next_page_token: paging.next_token(page.next_after),
+            events: page
+                .items
                 .into_iter()
                 .map(|recorded| pb::RecordedPaymentEvent {
                     outcome: outcome_to_proto(recorded.outcome).into(),
@@ -148,9 +149,6 @@ impl PaymentEventService for PaymentEventApi {
                     event: Some(event_to_proto(recorded.event)),
                 })
                 .collect(),
-            next_page_token: next
-                .map(|n| page_token::encode(n, &scope))
-                .unwrap_or_default(),
         }))
     }
 

@@ -3,9 +3,11 @@
 //! Every status carries a google.rpc.ErrorInfo with a stable `reason` and the
 //! domain [`ERROR_DOMAIN`]; validation errors add a google.rpc.BadRequest.
 //! Refused calls ([`crate::auth::AuthError`]) become UNAUTHENTICATED or
-//! PERMISSION_DENIED here too.
+//! PERMISSION_DENIED here too, messages over the size limit
+//! ([`crate::server::MessageTooLarge`]) RESOURCE_EXHAUSTED.
 //! Storage failures are logged here in full and reach the client only as a
-//! generic UNAVAILABLE, never with internals.
+//! generic message, never with internals: UNAVAILABLE for an outage, the
+//! caller's error when the database refused the request's data.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -154,6 +156,26 @@ impl From<crate::stream::watch::StreamError> for Status {
     }
 }
 
+impl From<crate::server::MessageTooLarge> for Status {
+    fn from(err: crate::server::MessageTooLarge) -> Self {
+        use crate::server::MessageTooLarge;
+        let (message, limit) = match err {
+            MessageTooLarge::Request { limit } => ("request", limit),
+            MessageTooLarge::Response { limit } => ("response", limit),
+        };
+        status(
+            Code::ResourceExhausted,
+            err.to_string(),
+            "MESSAGE_TOO_LARGE",
+            &[
+                ("message", message.to_owned()),
+                ("limit_bytes", limit.to_string()),
+            ],
+            ErrorDetails::new(),
+        )
+    }
+}
+
 impl From<crate::auth::AuthError> for Status {
     fn from(err: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError;
@@ -198,10 +220,32 @@ impl From<crate::auth::AuthError> for Status {
     }
 }
 
-/// UNAVAILABLE (retry) for database trouble, INTERNAL for data that cannot
-/// be decoded or statements that cannot be built; details stay in the log.
+/// UNAVAILABLE (retry) for database trouble only; INVALID_ARGUMENT or
+/// FAILED_PRECONDITION when the database refused the request's own data
+/// (retrying the same request cannot help); INTERNAL for data that cannot
+/// be decoded or statements that cannot be built. Details stay in the log.
 pub fn storage(err: &StorageError) -> Status {
     match err {
+        StorageError::ValueRefused(_) => {
+            tracing::warn!(error = %err, "the database refused a value of the request");
+            status(
+                Code::InvalidArgument,
+                "the request holds a value that cannot be stored".into(),
+                "VALUE_NOT_STORABLE",
+                &[],
+                ErrorDetails::new(),
+            )
+        }
+        StorageError::ConstraintViolated(_) => {
+            tracing::warn!(error = %err, "the database refused the change");
+            status(
+                Code::FailedPrecondition,
+                "the request conflicts with stored data".into(),
+                "CONSTRAINT_VIOLATED",
+                &[],
+                ErrorDetails::new(),
+            )
+        }
         StorageError::Db(_) | StorageError::Conflict(_) | StorageError::WriterStopped => {
             tracing::error!(error = %err, "storage unavailable");
             let mut details = ErrorDetails::new();
@@ -260,6 +304,34 @@ mod tests {
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("hunter2"));
         assert!(!format!("{:?}", status.details()).contains("hunter2"));
+    }
+
+    #[test]
+    fn only_outages_are_unavailable() {
+        let db = || std::sync::Arc::new(sea_orm::DbErr::Custom("secret internals".into()));
+        for (err, code, reason) in [
+            (
+                StorageError::Db(db()),
+                Code::Unavailable,
+                "STORAGE_UNAVAILABLE",
+            ),
+            (
+                StorageError::ValueRefused(db()),
+                Code::InvalidArgument,
+                "VALUE_NOT_STORABLE",
+            ),
+            (
+                StorageError::ConstraintViolated(db()),
+                Code::FailedPrecondition,
+                "CONSTRAINT_VIOLATED",
+            ),
+        ] {
+            let status = storage(&err);
+            assert_eq!(status.code(), code);
+            let info = status.get_details_error_info();
+            assert_eq!(info.map(|i| i.reason), Some(reason.to_owned()));
+            assert!(!status.message().contains("secret"));
+        }
     }
 
     #[test]

@@ -192,8 +192,12 @@ fn principal(claims: Claims) -> Result<Principal, AuthError> {
         .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs_f64(exp.min(1e12))));
     let subject = claims.sub.filter(|s| !s.is_empty());
     let caller = if scopes.is_empty() {
-        // An app client is its customer: without `sub` it is nobody.
-        Caller::Customer(subject.ok_or(InvalidToken::MissingClaim("sub"))?)
+        // An app client is its customer: without `sub` it is nobody, and
+        // with one that is not an identifier no order could be its.
+        let subject = subject.ok_or(InvalidToken::MissingClaim("sub"))?;
+        let customer =
+            fulfil_proto::Identifier::parse_owned(subject).map_err(|_| InvalidToken::Claims)?;
+        Caller::Customer(customer.into_string())
     } else {
         Caller::Service {
             subject: subject.unwrap_or_default(),
@@ -299,6 +303,11 @@ mod tests {
         assert_eq!(
             v.verify(&token(claims(serde_json::json!({})))),
             Err(InvalidToken::MissingClaim("sub").into())
+        );
+        assert_eq!(
+            v.verify(&token(claims(serde_json::json!({"sub": "cus\u{0}x"})))),
+            Err(InvalidToken::Claims.into()),
+            "an app client's sub is a customer id, so an identifier"
         );
         assert_eq!(v.verify("not.a.jwt"), Err(InvalidToken::Malformed.into()));
         // Within the leeway an expired token still passes.

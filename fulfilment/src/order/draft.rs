@@ -3,19 +3,17 @@
 
 use std::collections::BTreeMap;
 
+use fulfil_proto::Identifier;
 use sha2::{Digest, Sha256};
 
 use super::{Currency, LineItem, OrderId};
 
 /// Most line items one order may have.
 pub const MAX_LINE_ITEMS: usize = 100;
-const MAX_CUSTOMER_ID_LEN: usize = 128;
-const MAX_SKU_LEN: usize = 128;
 const MAX_QUANTITY: i64 = 1_000_000;
 const MAX_METADATA_KEYS: usize = 50;
 const MAX_METADATA_KEY_LEN: usize = 40;
 const MAX_METADATA_VALUE_LEN: usize = 500;
-const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// One problem with one field of a request, as google.rpc.BadRequest reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,8 +114,8 @@ impl OrderDraft {
             }
         };
 
-        if let Some(problem) = text_problem(&self.customer_id, MAX_CUSTOMER_ID_LEN) {
-            violations.push(FieldViolation::new("customer_id", problem));
+        if let Err(problem) = Identifier::parse(&self.customer_id) {
+            violations.push(FieldViolation::new("customer_id", problem.to_string()));
         }
 
         let currency = Currency::parse(&self.currency);
@@ -144,8 +142,11 @@ impl OrderDraft {
         }
         let mut total: Option<i64> = Some(0);
         for (i, item) in self.line_items.iter().enumerate() {
-            if let Some(problem) = text_problem(&item.sku, MAX_SKU_LEN) {
-                violations.push(FieldViolation::new(format!("line_items[{i}].sku"), problem));
+            if let Err(problem) = Identifier::parse(&item.sku) {
+                violations.push(FieldViolation::new(
+                    format!("line_items[{i}].sku"),
+                    problem.to_string(),
+                ));
             }
             if !(1..=MAX_QUANTITY).contains(&item.quantity) {
                 violations.push(FieldViolation::new(
@@ -189,13 +190,12 @@ impl OrderDraft {
             }
         }
 
-        let request_id = if self.request_id.is_empty() {
-            None
-        } else {
-            if let Some(problem) = text_problem(&self.request_id, MAX_REQUEST_ID_LEN) {
-                violations.push(FieldViolation::new("request_id", problem));
+        let request_id = match Identifier::parse_optional(&self.request_id) {
+            Ok(id) => id.map(Identifier::into_string),
+            Err(problem) => {
+                violations.push(FieldViolation::new("request_id", problem.to_string()));
+                None
             }
-            Some(self.request_id.clone())
         };
 
         match (currency, total) {
@@ -432,5 +432,20 @@ mod tests {
             }),
             ["customer_id"]
         );
+    }
+
+    #[test]
+    fn identifiers_follow_the_shared_rule() {
+        let mut bad = draft();
+        bad.customer_id = "cus\0x".into();
+        bad.line_items[1].sku = "s".repeat(Identifier::MAX_BYTES + 1);
+        bad.request_id = "req\0".into();
+        assert_eq!(
+            fields(bad),
+            ["customer_id", "line_items[1].sku", "request_id"]
+        );
+        let mut longest = draft();
+        longest.customer_id = "c".repeat(Identifier::MAX_BYTES);
+        assert!(longest.validate().is_ok());
     }
 }

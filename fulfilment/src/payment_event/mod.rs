@@ -210,7 +210,9 @@ pub struct Grant {
     pub expire_time: Option<i64>,
 }
 
-/// A verified, normalised provider event.
+/// A verified, normalised provider event. Its ids and references are
+/// identifiers (`fulfil_proto::Identifier`), or empty where optional; the
+/// only constructor from outside is `api::convert::event_from_proto`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentEvent {
     /// Adapter source name.
@@ -247,31 +249,11 @@ pub struct PaymentEvent {
     pub payload: Vec<u8>,
 }
 
-const MAX_ID_LEN: usize = 256;
-
 impl PaymentEvent {
-    /// Checks what the adapter must always send; everything else is data.
+    /// Checks the rules between fields. Every identifier was parsed already,
+    /// where the event came in (`api::convert::event_from_proto`).
     pub fn validate(&self) -> Result<(), Vec<FieldViolation>> {
         let mut violations = Vec::new();
-        for (field, value, required) in [
-            ("event.source", &self.source, true),
-            ("event.provider", &self.provider, true),
-            ("event.event_id", &self.event_id, true),
-            ("event.order_ref", &self.order_ref, false),
-            ("event.payment_ref", &self.payment_ref, false),
-            ("event.refund_ref", &self.refund_ref, false),
-            ("event.customer_ref", &self.customer_ref, false),
-            ("event.product_ref", &self.product_ref, false),
-        ] {
-            if required && value.is_empty() {
-                violations.push(FieldViolation::new(field, "must not be empty"));
-            } else if value.len() > MAX_ID_LEN {
-                violations.push(FieldViolation::new(
-                    field,
-                    format!("must be at most {MAX_ID_LEN} bytes"),
-                ));
-            }
-        }
         if self.amount < 0 {
             violations.push(FieldViolation::new("event.amount", "must not be negative"));
         }

@@ -13,6 +13,7 @@
 
 mod cors;
 pub mod health;
+mod message_limit;
 mod ops;
 pub mod tls;
 
@@ -31,6 +32,8 @@ use crate::auth::AuthLayer;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
 use crate::stream::{Hub, StreamConfig};
+
+pub use message_limit::{DEFAULT_MAX_MESSAGE_BYTES, MessageLimit, MessageTooLarge};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,8 @@ pub struct ServeOptions {
     pub auth: crate::auth::Authenticator,
     /// Bounds on the API and ingest listeners' connections.
     pub connections: ConnectionLimits,
+    /// The largest gRPC message received or sent by Fulfil's services.
+    pub max_message: MessageLimit,
 }
 
 /// How many connections a gRPC listener keeps, and how long a silent one.
@@ -207,8 +212,11 @@ pub async fn serve(
             .build_v1alpha()?;
         Ok((v1, v1alpha))
     };
+    let limit = options.max_message.0;
     let payment_events =
-        PaymentEventServiceServer::new(PaymentEventApi::new(db.clone(), metrics.clone()));
+        PaymentEventServiceServer::new(PaymentEventApi::new(db.clone(), metrics.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
     let mut tasks = tokio::task::JoinSet::new();
 
     let (reflection_v1, reflection_v1alpha) = reflection()?;
@@ -218,14 +226,21 @@ pub async fn serve(
         .layer(cors::layer(&options.cors_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(GrpcMetricsLayer::new(metrics.clone()))
+        .layer(message_limit::layer(options.max_message))
         .layer(AuthLayer::new(options.auth.clone()))
         .add_service(health_service.clone())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(OrderServiceServer::new(OrderApi::new(hub.clone())))
-        .add_service(EntitlementServiceServer::new(EntitlementApi::new(
-            db.clone(),
-        )))
+        .add_service(
+            OrderServiceServer::new(OrderApi::new(hub.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            EntitlementServiceServer::new(EntitlementApi::new(db.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
         .add_optional_service(listeners.ingest.is_none().then(|| payment_events.clone()));
     let api_tls = options.tls.as_ref().map(tls::TlsConfig::api);
     tasks.spawn({
@@ -244,6 +259,7 @@ pub async fn serve(
         let (reflection_v1, reflection_v1alpha) = reflection()?;
         let ingest = builder(&options)
             .layer(GrpcMetricsLayer::new(metrics.clone()))
+            .layer(message_limit::layer(options.max_message))
             .layer(AuthLayer::new(options.auth.clone()))
             .add_service(health_service.clone())
             .add_service(reflection_v1)

@@ -1,13 +1,12 @@
 //! Reading orders, and the mutations that change them.
 
+use fulfil_proto::Identifier;
 use futures::future::BoxFuture;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 
 use super::entity::orders::{self, Column};
+use super::page::{self, Page};
 use super::row::{self, to_order};
 use super::writer::{Ctx, Mutation};
 use super::{Database, StorageError, record, summary_codec};
@@ -18,18 +17,9 @@ use crate::payment_event::summary::Summary;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
     /// Only this customer's orders.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Identifier>,
     /// Only orders in one of these states (all when empty).
     pub states: Vec<OrderState>,
-}
-
-/// One page of a listing, newest first.
-#[derive(Debug, Clone)]
-pub struct OrderPage {
-    /// The orders.
-    pub orders: Vec<Order>,
-    /// Keyset position to continue after, when there are more.
-    pub next_after: Option<i64>,
 }
 
 impl Database {
@@ -43,49 +33,24 @@ impl Database {
     }
 
     /// Up to `limit` orders matching `filter`, newest first, strictly older
-    /// than keyset position `after`. Keyset (not OFFSET) paging stays correct
-    /// while orders are being inserted.
+    /// than keyset position `after`.
     pub async fn list_orders(
         &self,
         filter: &ListFilter,
         after: Option<i64>,
         limit: u64,
-    ) -> Result<OrderPage, StorageError> {
-        list(self.conn(), filter, after, limit).await
+    ) -> Result<Page<Order>, StorageError> {
+        let mut query = orders::Entity::find();
+        if let Some(customer_id) = &filter.customer_id {
+            query = query.filter(Column::CustomerId.eq(customer_id.as_str()));
+        }
+        if !filter.states.is_empty() {
+            query = query.filter(Column::State.is_in(filter.states.iter().copied()));
+        }
+        page::newest_first(query, Column::Id, |row| row.id, after, limit, self.conn())
+            .await?
+            .try_map(|row| to_order(&row))
     }
-}
-
-async fn list(
-    conn: &DatabaseConnection,
-    filter: &ListFilter,
-    after: Option<i64>,
-    limit: u64,
-) -> Result<OrderPage, StorageError> {
-    let mut query = orders::Entity::find();
-    if let Some(customer_id) = &filter.customer_id {
-        query = query.filter(Column::CustomerId.eq(customer_id.as_str()));
-    }
-    if !filter.states.is_empty() {
-        query = query.filter(Column::State.is_in(filter.states.iter().copied()));
-    }
-    if let Some(after) = after {
-        query = query.filter(Column::Id.lt(after));
-    }
-    // One extra row tells whether another page exists.
-    let mut rows = query
-        .order_by_desc(Column::Id)
-        .limit(limit + 1)
-        .all(conn)
-        .await?;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_after = if more {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
-    let orders = rows.iter().map(to_order).collect::<Result<_, _>>()?;
-    Ok(OrderPage { orders, next_after })
 }
 
 /// Creates an order; with a request id, a retry returns the first order.

@@ -1,14 +1,16 @@
 //! The ledger of recorded payment events: listing it, and re-trying the
 //! events that wait for their order. Recording is in `storage::record`.
 
+use fulfil_proto::Identifier;
 use futures::future::BoxFuture;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::entity::payment_events::{self, Column};
+use super::page::{self, Page};
 use super::record::{self, ChunkReapplied};
 use super::writer::{Ctx, Mutation};
 use super::{Database, StorageError};
-use crate::order::{Currency, OrderError, UnixMicros};
+use crate::order::{Currency, OrderError, OrderId, UnixMicros};
 use crate::payment_event::{Outcome, PaymentEvent};
 
 /// Re-tries one chunk of UNMATCHED events (those after ledger position
@@ -49,9 +51,9 @@ const REAPPLY_CHUNK: u64 = 500;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     /// Only this order's.
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
     /// Only this source's.
-    pub source: Option<String>,
+    pub source: Option<Identifier>,
     /// Only with this outcome.
     pub outcome: Option<Outcome>,
 }
@@ -151,7 +153,7 @@ impl Database {
         after: Option<i64>,
         limit: u64,
         include_payload: bool,
-    ) -> Result<(Vec<RecordedEvent>, Option<i64>), StorageError> {
+    ) -> Result<Page<RecordedEvent>, StorageError> {
         let mut query = payment_events::Entity::find();
         if let Some(order_id) = &filter.order_id {
             query = query.filter(Column::OrderId.eq(order_id.as_str()));
@@ -162,25 +164,8 @@ impl Database {
         if let Some(outcome) = filter.outcome {
             query = query.filter(Column::Outcome.eq(outcome));
         }
-        if let Some(after) = after {
-            query = query.filter(Column::Id.lt(after));
-        }
-        let mut rows = query
-            .order_by_desc(Column::Id)
-            .limit(limit + 1)
-            .all(self.conn())
-            .await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = if more {
-            rows.last().map(|r| r.id)
-        } else {
-            None
-        };
-        let events = rows
-            .into_iter()
-            .map(|row| to_recorded(row, include_payload))
-            .collect::<Result<_, _>>()?;
-        Ok((events, next))
+        page::newest_first(query, Column::Id, |row| row.id, after, limit, self.conn())
+            .await?
+            .try_map(|row| to_recorded(row, include_payload))
     }
 }

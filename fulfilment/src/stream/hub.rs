@@ -122,42 +122,90 @@ impl Hub {
     }
 }
 
+/// The `application_name` of each process's LISTEN connection, as
+/// `pg_stat_activity` shows it.
+pub const LISTENER_APPLICATION_NAME: &str = "fulfil-feed-listener";
+
+/// Longest pause between attempts to listen again.
+const RELISTEN_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// On PostgreSQL, wakes the follower on every replica's feed commit
-/// (LISTEN/NOTIFY); the database stays the source of truth, a lost
-/// notification only costs a poll interval.
+/// (LISTEN/NOTIFY). The database stays the source of truth: notifications
+/// sent while the listener is not connected are lost, so every time it
+/// (re)starts listening it wakes the follower, whose catch-up read covers
+/// the gap. A lost connection thus costs a reconnect, not a poll interval.
+///
+/// The listener has a connection of its own, named
+/// [`LISTENER_APPLICATION_NAME`], so it holds none of the readers' and
+/// operators can tell it apart.
 async fn listen(hub: Hub, wake: Arc<tokio::sync::Notify>) {
+    use sea_orm::sqlx::postgres::PgPoolOptions;
     if hub.db.backend() != sea_orm::DbBackend::Postgres {
         return;
     }
+    let readers = hub.db.conn().get_postgres_connection_pool();
+    let options = readers
+        .connect_options()
+        .as_ref()
+        .clone()
+        .application_name(LISTENER_APPLICATION_NAME);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(readers.options().get_acquire_timeout())
+        .connect_lazy_with(options);
     let mut stopping = hub.stopping();
+    let first_pause = std::time::Duration::from_millis(100);
+    let mut pause = first_pause;
     loop {
-        let pool = hub.db.conn().get_postgres_connection_pool();
-        let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for feed notifications; polling");
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(5)) => continue,
-                    () = super::watch::stopped(&mut stopping) => return,
+        tokio::select! {
+            (listened, lost) = notifications(&pool, &wake) => {
+                if listened {
+                    pause = first_pause;
                 }
+                tracing::warn!(error = %lost, retry_in = ?pause, "feed notifications interrupted; listening again");
             }
-        };
-        if let Err(err) = listener.listen(FEED_CHANNEL).await {
-            tracing::warn!(error = %err, "cannot listen for feed notifications; polling");
-            continue;
+            () = super::watch::stopped(&mut stopping) => return,
         }
-        loop {
-            tokio::select! {
-                received = listener.recv() => match received {
-                    Ok(_) => wake.notify_one(),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "feed notifications interrupted; reconnecting");
-                        wake.notify_one();
-                        break;
-                    }
-                },
-                () = super::watch::stopped(&mut stopping) => return,
+        // Read what can be read while not listening.
+        wake.notify_one();
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = super::watch::stopped(&mut stopping) => return,
+        }
+        pause = (pause * 2).min(RELISTEN_MAX_PAUSE);
+    }
+}
+
+/// Listens on `pool`'s connection and wakes the follower on each
+/// notification, and after each (re)start of listening; returns whether
+/// it got to listen, and why it stopped.
+async fn notifications(
+    pool: &sea_orm::sqlx::postgres::PgPool,
+    wake: &tokio::sync::Notify,
+) -> (bool, sea_orm::sqlx::Error) {
+    let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
+        Ok(listener) => listener,
+        Err(err) => return (false, err),
+    };
+    if let Err(err) = listener.listen(FEED_CHANNEL).await {
+        return (false, err);
+    }
+    tracing::debug!("listening for feed notifications");
+    // Changes committed before LISTEN took effect sent no notification here.
+    wake.notify_one();
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => wake.notify_one(),
+            // The connection was lost and is back, listening again (sqlx
+            // reconnects eagerly): catch up on what was sent meanwhile.
+            Ok(None) => {
+                tracing::info!("feed notifications reconnected");
+                wake.notify_one();
             }
+            Err(err) => return (true, err),
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod watch;
 
 use std::time::Duration;
 
-pub use hub::Hub;
+pub use hub::{Hub, LISTENER_APPLICATION_NAME};
 
 /// Tuning of streams and the change feed.
 #[derive(Debug, Clone, Copy)]

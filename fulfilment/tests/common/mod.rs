@@ -67,7 +67,7 @@ pub struct TestApp {
 /// None (with a note) when the variable is unset.
 async fn postgres_database() -> Option<(String, String, String)> {
     let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-        eprintln!("skipped: {POSTGRES_URL_VAR} is not set");
+        eprintln!("skipped: {POSTGRES_URL_VAR} is not set (`cargo test-pg` sets it)");
         return None;
     };
     let name = format!("fulfil_test_{}", uuid::Uuid::new_v4().simple());
@@ -478,6 +478,18 @@ pub fn reason(status: &tonic::Status) -> String {
         .expect("status carries ErrorInfo");
     assert_eq!(info.domain, "fulfil.dev");
     info.reason
+}
+
+/// The fields a status's google.rpc.BadRequest names, in order.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
 }
 
 /// Declares each listed `async fn(TestApp)` as two tests, `sqlite::NAME` and
