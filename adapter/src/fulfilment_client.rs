@@ -133,6 +133,9 @@ impl FulfilmentClient {
                 .await;
             match answer {
                 Ok(response) => return Ok(response.into_inner()),
+                Err(status) if refused(&status) => {
+                    return Err(RecordError::Refused(describe(&status)));
+                }
                 Err(status) if retryable(&status) || self.token_rotated(&status) => {
                     let spent = started.elapsed();
                     if spent + backoff >= self.retry_budget {
@@ -141,9 +144,6 @@ impl FulfilmentClient {
                     tracing::warn!(code = ?status.code(), retry_in = ?backoff, "fulfilment call failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(status) if status.code() == Code::InvalidArgument => {
-                    return Err(RecordError::Refused(describe(&status)));
                 }
                 Err(status)
                     if matches!(
@@ -180,6 +180,21 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
+/// Answers about the event itself, which a retry cannot change: it is
+/// invalid, a value of it cannot be stored, or it is larger than the
+/// service accepts (RESOURCE_EXHAUSTED also means overload, which is
+/// retried; only `MESSAGE_TOO_LARGE` says it is this message).
+fn refused(status: &Status) -> bool {
+    use tonic_types::StatusExt;
+    match status.code() {
+        Code::InvalidArgument | Code::FailedPrecondition => true,
+        Code::ResourceExhausted => status
+            .get_details_error_info()
+            .is_some_and(|info| info.reason == "MESSAGE_TOO_LARGE"),
+        _ => false,
+    }
+}
+
 fn describe(status: &Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
@@ -187,6 +202,23 @@ fn describe(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_about_the_event_are_refusals_and_overload_is_not() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let too_large = Status::with_error_details(
+            Code::ResourceExhausted,
+            "message too large",
+            ErrorDetails::with_error_info("MESSAGE_TOO_LARGE", "fulfil.dev", []),
+        );
+        assert!(refused(&too_large));
+        assert!(refused(&Status::new(Code::InvalidArgument, "")));
+        assert!(refused(&Status::new(Code::FailedPrecondition, "")));
+        let overloaded = Status::new(Code::ResourceExhausted, "queue full");
+        assert!(!refused(&overloaded));
+        assert!(retryable(&overloaded));
+        assert!(!refused(&Status::new(Code::Unavailable, "")));
+    }
 
     #[test]
     fn transient_failures_are_retried_and_refusals_are_not() {
