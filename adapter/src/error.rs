@@ -77,6 +77,17 @@ impl WebhookError {
         }
     }
 
+    /// Refused before the whole body was read.
+    fn leaves_body_unread(&self) -> bool {
+        matches!(
+            self,
+            WebhookError::TooLarge(_)
+                | WebhookError::BadBody
+                | WebhookError::BodyTimeout
+                | WebhookError::Overloaded
+        )
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -104,8 +115,10 @@ impl IntoResponse for WebhookError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
-        if status == StatusCode::REQUEST_TIMEOUT {
-            // The rest of the body may still come; the connection is done.
+        if self.leaves_body_unread() {
+            // The rest of the body may still come, so the connection cannot
+            // carry another request. Saying so keeps a client from reusing
+            // it from its pool and losing its next request to our close.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -497,6 +497,12 @@ async fn a_declared_length_above_the_limit_is_refused_before_the_body_arrives() 
     let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload_too_large"), "{answer}");
+    // The unread body makes the connection unusable: a pooling client must
+    // be told, or it sends its next request into our close.
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
