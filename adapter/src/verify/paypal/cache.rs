@@ -9,7 +9,7 @@ use super::PaypalCertificate;
 /// How many certificate URLs are cached (PayPal uses a handful at a time).
 pub const CACHE_CAPACITY: usize = 32;
 /// How long a fetched certificate is reused before it is fetched again.
-/// Validity dates are checked at every use regardless.
+/// Validity dates and the chain are checked at every use regardless.
 pub const CACHE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A bounded URL -> certificate cache; the oldest entry goes first.

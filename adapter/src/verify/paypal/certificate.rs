@@ -1,4 +1,5 @@
-//! A PayPal signing certificate: parsed from PEM, its name, dates and key.
+//! A PayPal signing certificate: parsed from PEM (the certificate, then its
+//! intermediates), its name, dates and key, and the chain it came with.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -6,17 +7,24 @@ use std::time::SystemTime;
 use rsa::pkcs1v15;
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::signature::Verifier as _;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use x509_cert::Certificate;
-use x509_cert::der::Encode as _;
+use x509_cert::der::{Decode as _, Encode as _};
 
 use super::TRANSMISSION_SIG;
+use super::chain::{TrustAnchors, verify_chain};
 use super::url_policy::is_paypal_host;
 use crate::verify::{Sha256, VerifyError};
 
 /// A PayPal signing certificate: its RSA public key, its validity window,
-/// and its subject common name.
+/// its subject common name, and the intermediates served with it.
 pub struct PaypalCertificate {
     key: pkcs1v15::VerifyingKey<Sha256>,
+    /// The certificate as served (DER), for the chain check.
+    der: CertificateDer<'static>,
+    /// The other certificates of the document, in the order served.
+    intermediates: Vec<CertificateDer<'static>>,
     common_name: String,
     not_before: SystemTime,
     not_after: SystemTime,
@@ -28,24 +36,30 @@ impl fmt::Debug for PaypalCertificate {
             .field("common_name", &self.common_name)
             .field("not_before", &self.not_before)
             .field("not_after", &self.not_after)
+            .field("intermediates", &self.intermediates.len())
             .finish_non_exhaustive()
     }
 }
 
 impl PaypalCertificate {
-    /// Reads the first certificate of a PEM document (PayPal serves the
-    /// signing certificate first, possibly followed by its chain).
+    /// Reads a PEM document as PayPal serves it: the signing certificate
+    /// first, followed by its intermediates (text outside the PEM blocks is
+    /// ignored). The chain is checked later, by [`Self::check_chain`].
     ///
-    /// Refuses ([`VerifyError::CertificateUntrusted`]) anything that is not
-    /// an X.509 certificate with an RSA key whose subject common name is a
-    /// `*.paypal.com` host.
+    /// Refuses ([`VerifyError::CertificateUntrusted`]) anything whose first
+    /// certificate is not an X.509 certificate with an RSA key whose subject
+    /// common name is a `*.paypal.com` host.
     pub fn from_pem(pem: &[u8]) -> Result<Self, VerifyError> {
         let untrusted = |reason| VerifyError::CertificateUntrusted { reason };
-        let chain = Certificate::load_pem_chain(pem)
-            .map_err(|_| untrusted("not a PEM X.509 certificate"))?;
-        let certificate = chain
-            .first()
+        let mut chain = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| untrusted("not a PEM X.509 certificate"))?
+            .into_iter();
+        let der = chain
+            .next()
             .ok_or(untrusted("no certificate in the PEM document"))?;
+        let certificate =
+            Certificate::from_der(&der).map_err(|_| untrusted("not a PEM X.509 certificate"))?;
         let tbs = certificate.tbs_certificate();
 
         let common_name = tbs
@@ -69,6 +83,8 @@ impl PaypalCertificate {
         let validity = tbs.validity();
         Ok(PaypalCertificate {
             key,
+            der,
+            intermediates: chain.collect(),
             common_name,
             not_before: validity.not_before.to_system_time(),
             not_after: validity.not_after.to_system_time(),
@@ -105,6 +121,13 @@ impl PaypalCertificate {
         Ok(())
     }
 
+    /// Refuses the certificate unless it chains, through the intermediates
+    /// it came with, to one of `anchors`, every certificate on the way
+    /// valid at `now`.
+    pub fn check_chain(&self, anchors: &TrustAnchors, now: SystemTime) -> Result<(), VerifyError> {
+        verify_chain(&self.der, &self.intermediates, anchors, now)
+    }
+
     /// Checks an RSA PKCS#1 v1.5 SHA-256 `signature` of `message`.
     pub(super) fn verify_signature(
         &self,
@@ -127,7 +150,7 @@ impl PaypalCertificate {
 mod tests {
     use super::*;
     use crate::verify::paypal::parse_rfc3339;
-    use crate::verify::paypal::test_support::vector;
+    use crate::verify::paypal::test_support::{vector, vector_bundle};
     use crate::verify::test_vectors::text;
 
     #[test]
@@ -150,6 +173,13 @@ mod tests {
         // A chain (leaf first) is fine.
         let chain = format!("{pem}\n{pem}\n");
         assert!(PaypalCertificate::from_pem(chain.as_bytes()).is_ok());
+        // The certificates after the first are kept, as intermediates.
+        let bundle =
+            PaypalCertificate::from_pem(vector_bundle(&vector).as_bytes()).expect("the bundle");
+        assert!(
+            format!("{bundle:?}").contains("intermediates: 1"),
+            "{bundle:?}"
+        );
         for bad in [
             "",
             "garbage",

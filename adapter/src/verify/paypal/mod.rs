@@ -13,23 +13,29 @@
 //!   `api.sandbox.paypal.com` or another `*.paypal.com` host, checked before
 //!   anything is fetched, for every [`CertificateSource`];
 //! - its validity dates, as of the `now` passed to [`PaypalVerifier::verify`];
-//! - its subject common name is a `*.paypal.com` host.
-//! - NOT its chain to a root CA, nor revocation. Trust rests on where the
-//!   certificate comes from: over TLS (checked against the webpki roots) from
-//!   a PayPal host ([`HttpsCertificateSource`]), or from a file the operator
-//!   put there ([`FileCertificateSource`]). A self-signed certificate with a
-//!   PayPal name served from elsewhere is never fetched.
+//! - its subject common name is a `*.paypal.com` host;
+//! - its chain: the document at the URL holds the signing certificate
+//!   followed by its intermediates, and the certificate must chain through
+//!   them to a trusted root ([`TrustAnchors`]: Mozilla's, from
+//!   webpki-roots, unless the verifier is given others), every certificate
+//!   on the path valid at `now` and signed with RSA PKCS#1 (SHA-256/384/512)
+//!   or ECDSA, for TLS server authentication (rustls-webpki). This holds for
+//!   every source, a certificate file included;
+//! - NOT revocation.
 //!
 //! The parts, each in its own module: the URL policy (`url_policy`),
-//! certificate parsing (`certificate`), the certificate sources
-//! (`source`: file, https and its client) and the fetch cache (`cache`);
-//! this module holds the headers and the verifier.
+//! certificate parsing (`certificate`), the chain check (`chain`), the
+//! certificate sources (`source`: file, https and its client) and the fetch
+//! cache (`cache`); this module holds the headers and the verifier.
 
 mod cache;
 mod certificate;
+mod chain;
 mod source;
 mod url_policy;
 
+#[cfg(test)]
+mod test_pki;
 #[cfg(test)]
 mod test_support;
 
@@ -43,6 +49,7 @@ use http::HeaderMap;
 
 pub use cache::{CACHE_CAPACITY, CACHE_TTL};
 pub use certificate::PaypalCertificate;
+pub use chain::{TrustAnchorError, TrustAnchors};
 pub use source::{
     CertificateFileError, CertificateSource, ClientBuildError, FETCH_TIMEOUT,
     FileCertificateSource, HttpsCertificateSource, MAX_CERTIFICATE_BYTES,
@@ -72,6 +79,7 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 pub struct PaypalVerifier {
     webhook_id: String,
     certificates: Arc<dyn CertificateSource>,
+    trust_anchors: TrustAnchors,
     tolerance: Duration,
 }
 
@@ -79,6 +87,7 @@ impl fmt::Debug for PaypalVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PaypalVerifier")
             .field("webhook_id", &self.webhook_id)
+            .field("trust_anchors", &self.trust_anchors)
             .field("tolerance", &self.tolerance)
             .finish_non_exhaustive()
     }
@@ -86,13 +95,21 @@ impl fmt::Debug for PaypalVerifier {
 
 impl PaypalVerifier {
     /// A verifier for the subscription `webhook_id` (as shown by PayPal),
-    /// with the [`DEFAULT_TOLERANCE`].
+    /// with the [`DEFAULT_TOLERANCE`], trusting the webpki roots.
     pub fn new(webhook_id: impl Into<String>, certificates: Arc<dyn CertificateSource>) -> Self {
         PaypalVerifier {
             webhook_id: webhook_id.into(),
             certificates,
+            trust_anchors: TrustAnchors::webpki_roots(),
             tolerance: DEFAULT_TOLERANCE,
         }
+    }
+
+    /// The same verifier trusting `anchors` instead of the webpki roots
+    /// (a test CA, or a private one).
+    pub fn with_trust_anchors(mut self, anchors: TrustAnchors) -> Self {
+        self.trust_anchors = anchors;
+        self
     }
 
     /// The same verifier with another transmission time tolerance.
@@ -103,8 +120,9 @@ impl PaypalVerifier {
 
     /// Verifies a PayPal delivery of `body` (the exact bytes received) as of
     /// `now`: the headers, then the certificate URL (before any fetch), the
-    /// certificate's validity at `now`, the transmission time within the
-    /// tolerance (either side), and finally the RSA signature.
+    /// certificate's validity and its chain to a trust anchor at `now`, the
+    /// transmission time within the tolerance (either side), and finally the
+    /// RSA signature.
     pub async fn verify(
         &self,
         headers: &HeaderMap,
@@ -132,6 +150,7 @@ impl PaypalVerifier {
         check_certificate_url(cert_url)?;
         let certificate = self.certificates.certificate(cert_url).await?;
         certificate.check_valid_at(now)?;
+        certificate.check_chain(&self.trust_anchors, now)?;
         check_timestamp(sent_at, now, self.tolerance)?;
 
         let message = format!(
@@ -159,7 +178,9 @@ mod tests {
     use futures::future::BoxFuture;
     use serde_json::Value;
 
-    use super::test_support::{header_map, vector, vector_headers, vector_time, with};
+    use super::test_support::{
+        header_map, vector, vector_bundle, vector_headers, vector_root, vector_time, with,
+    };
     use super::*;
     use crate::verify::test_vectors::text;
 
@@ -195,15 +216,20 @@ mod tests {
         }
     }
 
+    /// The SDK vector's verifier: its certificate with the DigiCert
+    /// intermediate, trusting the DigiCert root it chains to (not in the
+    /// webpki-roots in use), so every step, the chain included, runs on
+    /// real PayPal data as of the vector's time.
     fn setup() -> (Value, Vec<(String, String)>, PaypalVerifier, Arc<Counting>) {
         let vector = vector();
         let pairs = vector_headers(&vector);
         let source = Arc::new(Counting {
-            inner: FileCertificateSource::from_pem(text(&vector, "certificate_pem").as_bytes())
+            inner: FileCertificateSource::from_pem(vector_bundle(&vector).as_bytes())
                 .expect("the certificate"),
             calls: AtomicUsize::new(0),
         });
-        let verifier = PaypalVerifier::new(text(&vector, "webhook_id"), source.clone());
+        let verifier = PaypalVerifier::new(text(&vector, "webhook_id"), source.clone())
+            .with_trust_anchors(vector_root());
         (vector, pairs, verifier, source)
     }
 
@@ -285,7 +311,8 @@ mod tests {
     async fn another_webhook_id_or_signed_field_is_refused() {
         let (vector, pairs, _, source) = setup();
         let body = text(&vector, "body").as_bytes();
-        let other = PaypalVerifier::new("96605875FF6516634", source);
+        let other =
+            PaypalVerifier::new("96605875FF6516634", source).with_trust_anchors(vector_root());
         assert_eq!(
             other.verify(&header_map(&pairs), body, vector_time()).await,
             Err(VerifyError::SignatureMismatch)
@@ -456,5 +483,200 @@ mod tests {
             (error.code(), error.http_status()),
             ("certificate_unavailable", 503)
         );
+    }
+
+    /// The signature step on its own, on the SDK vector: independent of any
+    /// root store, so it keeps checking the RSA/CRC32 construction whatever
+    /// becomes of the DigiCert roots.
+    #[test]
+    fn vector_signature_verifies_on_its_own() {
+        let vector = vector();
+        let certificate = PaypalCertificate::from_pem(text(&vector, "certificate_pem").as_bytes())
+            .expect("the certificate");
+        let pairs = vector_headers(&vector);
+        let signature = pairs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(TRANSMISSION_SIG))
+            .map(|(_, value)| BASE64.decode(value).expect("base64"))
+            .expect("a signature");
+        let signed = text(&vector, "signed_string");
+        assert_eq!(
+            certificate.verify_signature(signed.as_bytes(), &signature),
+            Ok(())
+        );
+        let mut changed = signed.to_owned();
+        changed.push('0');
+        assert_eq!(
+            certificate.verify_signature(changed.as_bytes(), &signature),
+            Err(VerifyError::SignatureMismatch)
+        );
+    }
+
+    #[tokio::test]
+    async fn vector_chain_needs_its_intermediate_and_its_root() {
+        let vector = vector();
+        let pairs = vector_headers(&vector);
+        let body = text(&vector, "body").as_bytes();
+        let verify = |pem: String, anchors: TrustAnchors| {
+            let source = FileCertificateSource::from_pem(pem.as_bytes()).expect("the certificate");
+            PaypalVerifier::new(text(&vector, "webhook_id"), Arc::new(source))
+                .with_trust_anchors(anchors)
+        };
+        let leaf_only = verify(text(&vector, "certificate_pem").to_owned(), vector_root());
+        assert_eq!(
+            leaf_only
+                .verify(&header_map(&pairs), body, vector_time())
+                .await,
+            Err(VerifyError::CertificateUntrusted {
+                reason: "certificate chain does not reach a trusted root"
+            })
+        );
+        // Mozilla's current roots no longer include DigiCert High Assurance
+        // EV Root CA, so the production default refuses this old chain.
+        let production = verify(vector_bundle(&vector), TrustAnchors::default());
+        assert_eq!(
+            production
+                .verify(&header_map(&pairs), body, vector_time())
+                .await,
+            Err(VerifyError::CertificateUntrusted {
+                reason: "certificate chain does not reach a trusted root"
+            })
+        );
+    }
+
+    mod chain {
+        //! The chain check on a test PKI made at run time.
+
+        use rcgen::ExtendedKeyUsagePurpose;
+
+        use super::*;
+        use crate::verify::paypal::test_pki::{
+            Ca, WEBHOOK_ID, bundle, intermediate, leaf, leaf_for, now, root, transmission,
+        };
+
+        const BODY: &[u8] = br#"{"id":"WH-TEST","event_type":"PAYMENT.CAPTURE.COMPLETED"}"#;
+
+        /// Verifies the test transmission with the certificate document
+        /// `pem`, trusting only `anchor`.
+        async fn verify(pem: &str, anchor: &Ca) -> Result<(), VerifyError> {
+            let anchors = TrustAnchors::from_certificates([anchor.der()]).expect("an anchor");
+            let source = FileCertificateSource::from_pem(pem.as_bytes())?;
+            PaypalVerifier::new(WEBHOOK_ID, Arc::new(source))
+                .with_trust_anchors(anchors)
+                .verify(&transmission(BODY), BODY, now())
+                .await
+        }
+
+        fn untrusted(reason: &'static str) -> Result<(), VerifyError> {
+            Err(VerifyError::CertificateUntrusted { reason })
+        }
+
+        #[tokio::test]
+        async fn a_chain_to_the_injected_root_verifies() {
+            let root = root("Test Root");
+            let intermediate = intermediate("Test Intermediate", &root, (2025, 2040));
+            let leaf = leaf(Some(&intermediate));
+            let pem = bundle(&[leaf.pem(), intermediate.pem()]);
+            assert_eq!(verify(&pem, &root).await, Ok(()));
+            // The signature is still checked once the chain is good.
+            let source = FileCertificateSource::from_pem(pem.as_bytes()).expect("the bundle");
+            let anchors = TrustAnchors::from_certificates([root.der()]).expect("an anchor");
+            let verifier =
+                PaypalVerifier::new(WEBHOOK_ID, Arc::new(source)).with_trust_anchors(anchors);
+            let mut changed = BODY.to_vec();
+            changed[0] ^= 0x01;
+            assert_eq!(
+                verifier.verify(&transmission(BODY), &changed, now()).await,
+                Err(VerifyError::SignatureMismatch)
+            );
+        }
+
+        #[tokio::test]
+        async fn a_chain_to_another_root_is_untrusted() {
+            let root = root("Test Root");
+            let intermediate = intermediate("Test Intermediate", &root, (2025, 2040));
+            let pem = bundle(&[leaf(Some(&intermediate)).pem(), intermediate.pem()]);
+            let other = crate::verify::paypal::test_pki::root("Other Root");
+            assert_eq!(
+                verify(&pem, &other).await,
+                untrusted("certificate chain does not reach a trusted root")
+            );
+            // A root with the real one's name but its own key: names alone
+            // make no chain.
+            let impostor = crate::verify::paypal::test_pki::root("Test Root");
+            assert_eq!(
+                verify(&pem, &impostor).await,
+                untrusted("a certificate in the chain has a bad signature")
+            );
+        }
+
+        #[tokio::test]
+        async fn a_missing_intermediate_is_untrusted() {
+            let root = root("Test Root");
+            let intermediate = intermediate("Test Intermediate", &root, (2025, 2040));
+            let pem = leaf(Some(&intermediate)).pem();
+            assert_eq!(
+                verify(&pem, &root).await,
+                untrusted("certificate chain does not reach a trusted root")
+            );
+        }
+
+        #[tokio::test]
+        async fn an_expired_intermediate_is_untrusted() {
+            let root = root("Test Root");
+            // Expired on 2028-01-01, before the test time (2030).
+            let intermediate = intermediate("Test Intermediate", &root, (2025, 2028));
+            let pem = bundle(&[leaf(Some(&intermediate)).pem(), intermediate.pem()]);
+            assert_eq!(
+                verify(&pem, &root).await,
+                untrusted("a certificate in the chain has expired")
+            );
+        }
+
+        #[tokio::test]
+        async fn a_self_signed_leaf_with_a_paypal_name_is_untrusted() {
+            let root = root("Test Root");
+            let pem = leaf(None).pem();
+            assert_eq!(
+                verify(&pem, &root).await,
+                untrusted("certificate chain does not reach a trusted root")
+            );
+            // Nor does it pass with the production roots.
+            let source = FileCertificateSource::from_pem(pem.as_bytes()).expect("the leaf");
+            let verifier = PaypalVerifier::new(WEBHOOK_ID, Arc::new(source));
+            assert_eq!(
+                verifier.verify(&transmission(BODY), BODY, now()).await,
+                untrusted("certificate chain does not reach a trusted root")
+            );
+        }
+
+        #[tokio::test]
+        async fn a_leaf_not_for_tls_servers_is_untrusted() {
+            let root = root("Test Root");
+            let intermediate = intermediate("Test Intermediate", &root, (2025, 2040));
+            let leaf = leaf_for(
+                Some(&intermediate),
+                ExtendedKeyUsagePurpose::EmailProtection,
+            );
+            let pem = bundle(&[leaf.pem(), intermediate.pem()]);
+            assert_eq!(
+                verify(&pem, &root).await,
+                untrusted("certificate is not for TLS server authentication")
+            );
+        }
+
+        #[test]
+        fn trust_anchors_must_be_certificates() {
+            assert!(matches!(
+                TrustAnchors::from_certificates([]),
+                Err(TrustAnchorError::Empty)
+            ));
+            let garbage = rustls::pki_types::CertificateDer::from(vec![0x30, 0x00]);
+            assert!(matches!(
+                TrustAnchors::from_certificates([&garbage]),
+                Err(TrustAnchorError::Invalid(_))
+            ));
+            assert!(format!("{:?}", TrustAnchors::default()).contains("count"));
+        }
     }
 }

@@ -3,14 +3,40 @@
 use std::time::SystemTime;
 
 use http::HeaderMap;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::Value;
 
-use super::parse_rfc3339;
-use crate::verify::test_vectors::{headers, vectors};
+use super::{TrustAnchors, parse_rfc3339};
+use crate::verify::test_vectors::{headers, text, vectors};
+
+/// The public DigiCert intermediate that issued the vector's certificate
+/// (provenance and fingerprint in the file).
+pub(super) const VECTOR_INTERMEDIATE_PEM: &str =
+    include_str!("../../../testdata/paypal/digicert-sha2-ev-server-ca.pem");
+/// The public DigiCert root above it (provenance and fingerprint in the file).
+const VECTOR_ROOT_PEM: &str =
+    include_str!("../../../testdata/paypal/digicert-high-assurance-ev-root-ca.pem");
 
 /// The PayPal SDK vector.
 pub(super) fn vector() -> Value {
     vectors("paypal").remove(0)
+}
+
+/// The vector's certificate followed by its intermediate, as PayPal serves
+/// its certificate URL (the vector itself holds the certificate only).
+pub(super) fn vector_bundle(vector: &Value) -> String {
+    format!(
+        "{}\n{VECTOR_INTERMEDIATE_PEM}",
+        text(vector, "certificate_pem")
+    )
+}
+
+/// The vector's root, DigiCert High Assurance EV Root CA, as the only trust
+/// anchor: the webpki-roots in use no longer carry it.
+pub(super) fn vector_root() -> TrustAnchors {
+    let root = CertificateDer::from_pem_slice(VECTOR_ROOT_PEM.as_bytes()).expect("the root");
+    TrustAnchors::from_certificates([&root]).expect("a trust anchor")
 }
 
 /// The vector's headers, as sent.

@@ -11,7 +11,8 @@ use crate::verify::paypal::{PaypalCertificate, check_certificate_url};
 
 /// Serves one certificate, read from a PEM file, for every allowed URL: for
 /// offline tests and air-gapped deployments, where the operator puts
-/// PayPal's current certificate in place.
+/// PayPal's current certificate in place, followed by its intermediates
+/// (the verifier checks the chain whatever the source).
 #[derive(Debug, Clone)]
 pub struct FileCertificateSource {
     certificate: Arc<PaypalCertificate>,
