@@ -222,7 +222,8 @@ pub struct SourceFile {
     /// PayPal: the webhook id the signature covers.
     pub webhook_id: Option<String>,
     /// PayPal: verify with this certificate file instead of fetching the
-    /// one the webhook names (offline setups and tests).
+    /// one the webhook names (offline setups and tests). PEM: the signing
+    /// certificate, then its intermediates, as PayPal serves them.
     pub certificate_file: Option<PathBuf>,
     /// Standard Webhooks and Paddle: how to read the payload.
     pub mapping: Option<Mapping>,
