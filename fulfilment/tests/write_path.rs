@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Backend, TestApp, create, get, new_order, payment_event};
 use fulfil_proto::v1::order::State;
 use fulfil_proto::v1::payment_event::Kind;
@@ -240,6 +242,34 @@ async fn postgres_upgrade_keeps_orders_and_feed_working() {
 }
 
 /// Sequential and index scans of a table, as PostgreSQL counts them.
+/// The writer's commits never run SQLite's checkpoint themselves; a
+/// background checkpoint copies them into the database file soon after,
+/// long before the 1,000 pages at which SQLite's own would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_reach_the_database_file_in_the_background() {
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
+    let file = app.sqlite_file().expect("sqlite file");
+    let size = || std::fs::metadata(&file).expect("database file").len();
+    let before = size();
+    let mut orders = Vec::new();
+    for _ in 0..20 {
+        orders.push(create(&app, new_order("cus_checkpoint")).await.order_id);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no page reached the database file within 10 s ({before} bytes)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in &orders {
+        assert_eq!(get(&app, id).await.order_id, *id);
+    }
+}
+
 async fn scans(conn: &DatabaseConnection, table: &str) -> (i64, i64) {
     let row = conn
         .query_one_raw(Statement::from_string(

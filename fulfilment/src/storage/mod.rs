@@ -5,6 +5,7 @@
 //! transaction (group commit) and answers each caller only after the commit.
 
 mod bulk;
+mod checkpoint;
 mod entitlements;
 pub mod entity;
 mod error;
@@ -128,7 +129,7 @@ impl Database {
         config: &DatabaseConfig,
         writer: WriterConfig,
     ) -> Result<Self, StorageError> {
-        let writer = Writer::spawn(config, writer).await?;
+        let writer = Writer::spawn(config, writer, &conn).await?;
         Ok(Database { conn, writer })
     }
 

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::bulk::{Rows, Ty, chunks};
+use super::checkpoint::{self, RestartWanted};
 use super::record::{self, Recorded};
 use super::{DatabaseConfig, StorageError};
 use crate::order::{Order, OrderError, UnixMicros};
@@ -108,9 +109,13 @@ impl Writer {
     /// would queue each of its awaits behind them (measured: batches stalled
     /// between statements under load). It stops when every handle is
     /// dropped, after finishing what was queued.
+    ///
+    /// On SQLite it also starts the background checkpoints (see
+    /// `storage::checkpoint`) on `pool`, a connection other than its own.
     pub async fn spawn(
         database: &DatabaseConfig,
         config: WriterConfig,
+        pool: &DatabaseConnection,
     ) -> Result<Self, StorageError> {
         let (jobs, rx) = mpsc::channel(config.queue.max(1));
         let (committed, commits) = tokio::sync::watch::channel(0u64);
@@ -120,6 +125,9 @@ impl Writer {
             ..database.clone()
         };
         let max_batch = config.max_batch.max(1);
+        let sqlite = pool.get_database_backend() == DbBackend::Sqlite;
+        let restart = RestartWanted::default();
+        let wanted = restart.clone();
         std::thread::Builder::new()
             .name("fulfil-writer".into())
             .spawn(move || {
@@ -136,21 +144,28 @@ impl Writer {
                     }
                 };
                 runtime.block_on(async move {
-                    match super::connect(&database).await {
-                        Ok(conn) => {
-                            let _ = started.send(Ok(()));
-                            run(conn, rx, max_batch, committed).await;
-                        }
+                    let conn = match super::connect(&database).await {
+                        Ok(conn) => conn,
                         Err(err) => {
                             let _ = started.send(Err(err));
+                            return;
                         }
+                    };
+                    if sqlite && let Err(err) = checkpoint::disable_automatic(&conn).await {
+                        let _ = started.send(Err(err));
+                        return;
                     }
+                    let _ = started.send(Ok(()));
+                    run(conn, rx, max_batch, committed, wanted).await;
                 });
             })
             .map_err(|err| StorageError::Statement(format!("writer thread: {err}")))?;
         start_result
             .await
             .map_err(|_| StorageError::WriterStopped)??;
+        if sqlite {
+            checkpoint::spawn(pool.clone(), commits.clone(), restart);
+        }
         Ok(Writer { jobs, commits })
     }
 
@@ -287,30 +302,62 @@ async fn run(
     mut rx: mpsc::Receiver<Queued>,
     max_batch: usize,
     committed: tokio::sync::watch::Sender<u64>,
+    restart: RestartWanted,
 ) {
     let mut batch: Vec<Queued> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        // Whatever happens to this batch, followers may look at the feed.
-        let _notify = Notify(&committed);
-        let size = batch.len();
-        match commit_batch(&conn, &mut batch).await {
-            Ok(()) => finish_all(&mut batch, Ok(())),
-            Err(err) if size == 1 => {
-                let outcome = retry_alone(&conn, &mut batch, err).await;
-                finish_all(&mut batch, outcome);
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, size, "batch failed; retrying its mutations one by one");
-                for job in batch.drain(..) {
-                    let mut single = vec![job];
-                    let outcome = match commit_batch(&conn, &mut single).await {
-                        Ok(()) => Ok(()),
-                        Err(err) => retry_alone(&conn, &mut single, err).await,
-                    };
-                    finish_all(&mut single, outcome);
-                }
+        commit_and_answer(&conn, &mut batch, &committed).await;
+        // Between batches: nobody is waiting on this pause but the queue.
+        if restart.take() {
+            restart_wal(&conn).await;
+        }
+    }
+}
+
+async fn commit_and_answer(
+    conn: &DatabaseConnection,
+    batch: &mut Vec<Queued>,
+    committed: &tokio::sync::watch::Sender<u64>,
+) {
+    // Whatever happens to this batch, followers may look at the feed.
+    let _notify = Notify(committed);
+    let size = batch.len();
+    match commit_batch(conn, batch).await {
+        Ok(()) => finish_all(batch, Ok(())),
+        Err(err) if size == 1 => {
+            let outcome = retry_alone(conn, batch, err).await;
+            finish_all(batch, outcome);
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, size, "batch failed; retrying its mutations one by one");
+            for job in batch.drain(..) {
+                let mut single = vec![job];
+                let outcome = match commit_batch(conn, &mut single).await {
+                    Ok(()) => Ok(()),
+                    Err(err) => retry_alone(conn, &mut single, err).await,
+                };
+                finish_all(&mut single, outcome);
             }
         }
+    }
+}
+
+/// Copies what the background checkpoints have not yet copied, so that the
+/// next commit starts the WAL from its beginning (SQLite does so once every
+/// frame is copied and no reader still uses them). Runs between batches, so
+/// nothing is appended meanwhile. PASSIVE, not RESTART: RESTART would wait
+/// for every reader to finish, holding up every writer behind it; if a
+/// reader keeps the WAL in use, the next request simply tries again.
+async fn restart_wal(conn: &DatabaseConnection) {
+    let started = std::time::Instant::now();
+    match checkpoint::checkpoint(conn, "PASSIVE").await {
+        Ok(wal) => tracing::debug!(
+            frames = wal.frames,
+            copied = wal.copied,
+            took_us = started.elapsed().as_micros(),
+            "wal caught up for a restart"
+        ),
+        Err(err) => tracing::warn!(error = %err, "wal checkpoint on the writer failed"),
     }
 }
 

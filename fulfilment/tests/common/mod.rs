@@ -132,6 +132,11 @@ pub async fn sqlite_database() -> (Database, tempfile::TempDir) {
 }
 
 impl TestApp {
+    /// The SQLite database file, when the app runs on SQLite.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        self._dir.as_ref().map(|dir| dir.path().join("fulfil.db"))
+    }
+
     /// Starts a server on `backend`; None when PostgreSQL is not configured.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         Self::spawn_with(backend, WriterConfig::default()).await
