@@ -96,7 +96,15 @@ pub async fn receive(
             ))
         }
         Err(err) => {
-            tracing::warn!(status = status.as_u16(), latency_ms, "webhook refused");
+            // The code is on the line itself, not only on the span: where
+            // the span is filtered out (`fulfil up` logs at warn) or not
+            // printed, the line alone still says why.
+            tracing::warn!(
+                status = status.as_u16(),
+                code = %err.code(),
+                latency_ms,
+                "webhook refused"
+            );
             Err(err)
         }
     }

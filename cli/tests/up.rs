@@ -31,41 +31,83 @@ async fn trigger(dir: &std::path::Path, adapter: &str, args: &[&str]) -> std::pr
         .expect("run trigger")
 }
 
+/// A running `fulfil up`: its URLs, and its log lines (stderr) as they come.
+struct Up {
+    process: tokio::process::Child,
+    grpc: String,
+    adapter: String,
+    log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Up {
+    /// Starts `fulfil up` on free ports in `dir` and waits for its banner.
+    async fn start(dir: &std::path::Path) -> Up {
+        let mut process = Command::new(FULFIL)
+            .args([
+                "up",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--adapter-addr",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start fulfil up");
+        // Read on, so a chatty log never fills the pipe and stalls it.
+        let (log_tx, log) = tokio::sync::mpsc::unbounded_channel();
+        let mut stderr = BufReader::new(process.stderr.take().expect("stderr")).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                eprintln!("[up log] {line}");
+                let _ = log_tx.send(line);
+            }
+        });
+        let mut lines = BufReader::new(process.stdout.take().expect("stdout")).lines();
+        let (grpc, adapter) = tokio::time::timeout(Duration::from_secs(30), async {
+            let (mut grpc, mut adapter) = (None, None);
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[up] {line}");
+                grpc = grpc.or_else(|| url_after(&line, "gRPC"));
+                adapter = adapter.or_else(|| url_after(&line, "webhooks"));
+                if line.contains("stop: Ctrl-C") {
+                    break;
+                }
+            }
+            (grpc, adapter)
+        })
+        .await
+        .expect("banner in time");
+        Up {
+            process,
+            grpc: grpc.expect("gRPC URL printed"),
+            adapter: adapter.expect("webhook URL printed"),
+            log,
+        }
+    }
+
+    /// SIGTERM, then a clean exit.
+    async fn stop(mut self) {
+        let pid = self.process.id().expect("running");
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.process.wait())
+            .await
+            .expect("exits")
+            .expect("wait");
+        assert!(status.success());
+    }
+}
+
 #[tokio::test]
 async fn up_then_trigger_pays_an_order() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut up = Command::new(FULFIL)
-        .args([
-            "up",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--adapter-addr",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start fulfil up");
-    let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
-    let (grpc, adapter) = tokio::time::timeout(Duration::from_secs(30), async {
-        let (mut grpc, mut adapter) = (None, None);
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[up] {line}");
-            grpc = grpc.or_else(|| url_after(&line, "gRPC"));
-            adapter = adapter.or_else(|| url_after(&line, "webhooks"));
-            if line.contains("stop: Ctrl-C") {
-                break;
-            }
-        }
-        (grpc, adapter)
-    })
-    .await
-    .expect("banner in time");
-    let (grpc, adapter) = (
-        grpc.expect("gRPC URL printed"),
-        adapter.expect("webhook URL printed"),
-    );
+    let up = Up::start(dir.path()).await;
+    let (grpc, adapter) = (up.grpc.clone(), up.adapter.clone());
     let sources = std::fs::read_to_string(dir.path().join("fulfil-sources.toml"))
         .expect("sources file written");
     assert!(sources.contains("whsec_"), "secrets generated");
@@ -159,14 +201,56 @@ async fn up_then_trigger_pays_an_order() {
     let unsupported = trigger(dir.path(), &adapter, &["stripe", "no.such.type"]).await;
     assert!(!unsupported.status.success());
 
-    let pid = up.id().expect("running");
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
-        .await
-        .expect("exits")
-        .expect("wait");
-    assert!(status.success());
+    up.stop().await;
+}
+
+/// POSTs `body` as JSON to `url` (`http://host:port/path`) without any
+/// signature; the status and the JSON answer.
+async fn post_unsigned(url: &str, body: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let request = format!(
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let (_, json) = answer.split_once("\r\n\r\n").expect("a body");
+    (status, serde_json::from_str(json).expect("a JSON answer"))
+}
+
+#[tokio::test]
+async fn a_refused_webhook_is_printed_with_its_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut up = Up::start(dir.path()).await;
+    let (status, answer) = post_unsigned(
+        &format!("{}/webhooks/stripe", up.adapter),
+        r#"{"id": "evt_unsigned", "type": "payment_intent.succeeded"}"#,
+    )
+    .await;
+    assert!((400..500).contains(&status), "{status} {answer}");
+    let code = answer["code"].as_str().expect("an error code").to_owned();
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = up.log.recv().await.expect("log open");
+            if line.contains("webhook refused") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("a refusal line");
+    assert!(
+        line.contains(&format!("status={status}")) && line.contains(&format!("code={code}")),
+        "{line}"
+    );
+    up.stop().await;
 }

@@ -31,6 +31,7 @@ impl Fulfilment {
         let tls = args.tls.load(args.ingest_addr.is_some())?;
         let auth = args.auth.load()?;
         log_security(tls.as_ref(), &auth);
+        auth.load_keys().await;
         let config = args.database.to_config();
         let db = server::open_database(&config, args.writer_config()).await?;
         let api = TcpListener::bind(args.grpc_addr).await?;
@@ -93,8 +94,8 @@ fn log_security(tls: Option<&server::tls::TlsConfig>, auth: &crate::auth::Authen
     match auth.verifier() {
         None => tracing::warn!(
             "authorization is OFF: the gRPC API is unauthenticated and any caller may read, create, cancel, fulfil and pay any order. \
-             Turn it on with FULFIL_AUTH_JWT_ISSUER, FULFIL_AUTH_JWT_AUDIENCE and FULFIL_AUTH_JWT_PUBLIC_KEYS_FILE \
-             (or FULFIL_AUTH_JWT_HS256_SECRET); see the Security section of the README"
+             Turn it on with FULFIL_AUTH_JWT_ISSUER, FULFIL_AUTH_JWT_AUDIENCE and FULFIL_AUTH_JWT_JWKS_URL \
+             (or FULFIL_AUTH_JWT_PUBLIC_KEYS_FILE, or FULFIL_AUTH_JWT_HS256_SECRET); see the Security section of the README"
         ),
         Some(verifier) => {
             let kinds: Vec<String> = verifier
@@ -109,6 +110,8 @@ fn log_security(tls: Option<&server::tls::TlsConfig>, auth: &crate::auth::Authen
                 issuer = verifier.issuer(),
                 audience = verifier.audience(),
                 keys = %kinds.join(","),
+                jwks = verifier.jwks().map(|j| tracing::field::display(j.display_url())),
+                customer_claim = verifier.customer_claim(),
                 "authorization on: gRPC calls need a bearer JWT"
             );
         }

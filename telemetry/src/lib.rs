@@ -10,7 +10,9 @@
 //!   service binary's `main`.
 //! - [`listener`]: a bound on open connections and deadlines on stuck ones.
 //! - [`pem_file`]: the PEM files TLS settings name, errors naming the variable.
+//! - [`https_client`]: clients fetching documents from configured https URLs.
 
+pub mod https_client;
 pub mod listener;
 mod otel;
 pub mod pem_file;

@@ -19,6 +19,12 @@
 //! total_refunded_amount` is ignored), so partial refunds add up per refund
 //! id on the fulfilment side.
 //!
+//! A capture without `amount` is read by its `seller_receivable_breakdown.
+//! gross_amount`, a refund without one by its `seller_payable_breakdown.
+//! gross_amount`: PayPal documents each as the same figure (the captured,
+//! the refunded amount), and the breakdowns are what some integrations
+//! look at. Only when both are absent is the event refused at `amount`.
+//!
 //! `order_ref` is the merchant's `custom_id`, else `invoice_id`; for orders,
 //! those of the first purchase unit, else its `reference_id` — except
 //! `"default"`, which PayPal fills in when the merchant set none.
@@ -91,14 +97,31 @@ fn capture(ev: &mut PaymentEvent, capture: &At<'_>) -> Result<(), NormalizeError
     capture.object()?;
     ev.payment_ref = capture.get("id").req_str()?.to_owned();
     ev.order_ref = merchant_ref(capture)?.unwrap_or_default().to_owned();
-    money(ev, &capture.get("amount"))
+    money(
+        ev,
+        &amount_or_gross(capture, "seller_receivable_breakdown")?,
+    )
 }
 
 fn refund(ev: &mut PaymentEvent, refund: &At<'_>) -> Result<(), NormalizeError> {
     ev.refund_ref = refund.get("id").req_str()?.to_owned();
     ev.payment_ref = refunded_capture(refund)?.unwrap_or_default().to_owned();
     ev.order_ref = merchant_ref(refund)?.unwrap_or_default().to_owned();
-    money(ev, &refund.get("amount"))
+    money(ev, &amount_or_gross(refund, "seller_payable_breakdown")?)
+}
+
+/// A resource's `amount`, else the `gross_amount` of its `breakdown`, which
+/// PayPal documents as the same amount; `amount` (to be reported missing)
+/// when neither is there.
+fn amount_or_gross<'a>(resource: &At<'a>, breakdown: &str) -> Result<At<'a>, NormalizeError> {
+    let amount = resource.get("amount");
+    if amount.value()?.is_none() {
+        let gross = resource.get(breakdown).get("gross_amount");
+        if gross.value()?.is_some() {
+            return Ok(gross);
+        }
+    }
+    Ok(amount)
 }
 
 /// The merchant's own reference: `custom_id`, else `invoice_id`.
@@ -239,6 +262,34 @@ mod tests {
             json!("8.00"),
         );
         assert_eq!(paypal(&body).unwrap().amount, 300);
+    }
+
+    #[test]
+    fn without_amount_the_gross_amount_of_the_breakdown_stands_in() {
+        let mut capture = payload("capture-completed");
+        remove(&mut capture, "/resource/amount");
+        let ev = paypal(&capture).unwrap();
+        assert_eq!((ev.amount, ev.currency.as_str()), (2112, "USD"));
+
+        let mut refund = payload("capture-refunded");
+        remove(&mut refund, "/resource/amount");
+        let ev = paypal(&refund).unwrap();
+        assert_eq!((ev.amount, ev.currency.as_str()), (500, "USD"));
+        assert_eq!(ev.kind(), Kind::Refunded);
+
+        // Neither: refused at `amount`, where PayPal puts it.
+        for (mut body, breakdown) in [
+            (capture, "seller_receivable_breakdown"),
+            (refund, "seller_payable_breakdown"),
+        ] {
+            remove(&mut body, &format!("/resource/{breakdown}"));
+            assert_eq!(
+                paypal(&body).unwrap_err(),
+                NormalizeError::MissingField {
+                    path: "$.resource.amount".into()
+                }
+            );
+        }
     }
 
     #[test]

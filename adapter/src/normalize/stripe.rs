@@ -6,7 +6,7 @@
 //!
 //! | type | kind | payment_ref | refund_ref | amount |
 //! |---|---|---|---|---|
-//! | `payment_intent.succeeded` | PAYMENT_SUCCEEDED | pi | | `amount_received` |
+//! | `payment_intent.succeeded` | PAYMENT_SUCCEEDED | pi | | `amount_received` (see below) |
 //! | `payment_intent.payment_failed` / `.canceled` / `.processing` | FAILED / CANCELLED / PROCESSING | pi | | `amount` |
 //! | `checkout.session.completed` | SUCCEEDED if `payment_status` is `paid` or `no_payment_required`, else PROCESSING | pi, else cs | | `amount_total` |
 //! | `checkout.session.async_payment_succeeded` / `_failed` | SUCCEEDED / FAILED | pi, else cs | | `amount_total` |
@@ -19,6 +19,19 @@
 //! finds the order from a payment it recorded earlier under `payment_ref`.
 //! That is why refunds and disputes use the payment intent id when there is
 //! one — it is what `payment_intent.succeeded` recorded.
+//!
+//! `amount_received` is absent from payment intents of older API versions
+//! (2017-08-15, still live on accounts pinned to it). There the amount is,
+//! as Stripe's docs describe the received amount: the sum of the captured
+//! amounts of the intent's succeeded charges (`charges.data[]`, each its
+//! `amount_captured`, else its `amount`), else the intent's `amount` once
+//! its `status` is `succeeded`. Only when none of these is there is the
+//! event refused (`missing_field` at `amount_received`).
+//!
+//! The other fields read here are in every API version's payloads (newer
+//! fields such as `payment_intent` on charges, refunds and disputes are
+//! added to old versions too, and fall back to the charge when null);
+//! `amount_total` of a session is null only before it has a price.
 //!
 //! `charge.refunded` reports `amount_refunded`, the running total over all
 //! refunds of the charge, not the amount of the refund that triggered it.
@@ -45,9 +58,9 @@ pub(super) fn normalize(
     let occur_time = from_unix_seconds(created.req_i64()?, created.path())?;
     let object = root.get("data").get("object");
     let base = |kind| event(kind, event_id, event_type, occur_time);
-    let pi_event = |kind, amount_key| -> Result<PaymentEvent, NormalizeError> {
+    let pi_event = |kind, amount| -> Result<PaymentEvent, NormalizeError> {
         let mut ev = base(kind);
-        payment_intent(&mut ev, &object, amount_key, order_ref_key)?;
+        payment_intent(&mut ev, &object, amount, order_ref_key)?;
         Ok(ev)
     };
     let session_event = |kind| -> Result<PaymentEvent, NormalizeError> {
@@ -57,10 +70,10 @@ pub(super) fn normalize(
     };
 
     match event_type {
-        "payment_intent.succeeded" => pi_event(Kind::PaymentSucceeded, "amount_received"),
-        "payment_intent.payment_failed" => pi_event(Kind::PaymentFailed, "amount"),
-        "payment_intent.canceled" => pi_event(Kind::PaymentCancelled, "amount"),
-        "payment_intent.processing" => pi_event(Kind::PaymentProcessing, "amount"),
+        "payment_intent.succeeded" => pi_event(Kind::PaymentSucceeded, PiAmount::Received),
+        "payment_intent.payment_failed" => pi_event(Kind::PaymentFailed, PiAmount::Requested),
+        "payment_intent.canceled" => pi_event(Kind::PaymentCancelled, PiAmount::Requested),
+        "payment_intent.processing" => pi_event(Kind::PaymentProcessing, PiAmount::Requested),
         "checkout.session.completed" => {
             object.object()?;
             if object.get("mode").str()? == Some("setup") {
@@ -107,16 +120,86 @@ pub(super) fn normalize(
     }
 }
 
+/// Which amount of a payment intent an event reports.
+#[derive(Clone, Copy)]
+enum PiAmount {
+    /// `amount`: what was asked for (failed, cancelled, processing).
+    Requested,
+    /// What was received ([`amount_received`]).
+    Received,
+}
+
 fn payment_intent(
     ev: &mut PaymentEvent,
     pi: &At<'_>,
-    amount_key: &str,
+    amount: PiAmount,
     order_ref_key: &str,
 ) -> Result<(), NormalizeError> {
     pi.object()?;
     ev.payment_ref = pi.get("id").req_str()?.to_owned();
     ev.order_ref = order_ref(pi, order_ref_key)?;
-    money(ev, pi, amount_key, true)
+    match amount {
+        PiAmount::Requested => money(ev, pi, "amount", true),
+        PiAmount::Received => {
+            let received = amount_received(pi)?;
+            let currency_at = pi.get("currency");
+            set_money(ev, received, currency_at.currency()?, || {
+                currency_at.missing()
+            })
+        }
+    }
+}
+
+/// What a succeeded payment intent received: `amount_received`, else (older
+/// API versions) the captured amounts of its succeeded charges, else its
+/// `amount` when its status is `succeeded`.
+fn amount_received(pi: &At<'_>) -> Result<i64, NormalizeError> {
+    let received = pi.get("amount_received");
+    if let Some(amount) = received.non_negative()? {
+        return Ok(amount);
+    }
+    if let Some(captured) = succeeded_charges(&pi.get("charges"))? {
+        return Ok(captured);
+    }
+    if pi.get("status").str()? == Some("succeeded")
+        && let Some(amount) = pi.get("amount").non_negative()?
+    {
+        return Ok(amount);
+    }
+    Err(received.missing())
+}
+
+/// The sum of the captured amounts of the succeeded charges in a list
+/// (`amount_captured`, which older versions lack, else `amount`); None when
+/// the list has none, or is a page of a longer list (`has_more`), which
+/// would undercount.
+fn succeeded_charges(list: &At<'_>) -> Result<Option<i64>, NormalizeError> {
+    if list.value()?.is_none() || list.get("has_more").bool()? == Some(true) {
+        return Ok(None);
+    }
+    let mut total: Option<i64> = None;
+    for charge in list.get("data").items()? {
+        // Authorised but not captured: nothing received yet.
+        if charge.get("status").str()? != Some("succeeded")
+            || charge.get("captured").bool()? == Some(false)
+        {
+            continue;
+        }
+        let amount_at = charge.get("amount");
+        let captured = match charge.get("amount_captured").non_negative()? {
+            Some(captured) => captured,
+            None => amount_at
+                .non_negative()?
+                .ok_or_else(|| amount_at.missing())?,
+        };
+        total = Some(
+            total
+                .unwrap_or(0)
+                .checked_add(captured)
+                .ok_or_else(|| amount_at.invalid("the charges add up to too much"))?,
+        );
+    }
+    Ok(total)
 }
 
 fn checkout_session(
@@ -280,6 +363,119 @@ mod tests {
         set(&mut pi, "/amount_received", json!(1500));
         let ev = stripe(&stripe_event("payment_intent.succeeded", pi));
         assert_eq!(ev.amount, 1500);
+    }
+
+    /// A succeeded payment intent as API version 2017-08-15 sends it: no
+    /// `amount_received` (nor the later `latest_charge`), its charges
+    /// listed under `charges`, which carry no `amount_captured`.
+    fn old_version_payment_intent(charges: &[(&str, bool, i64)]) -> Value {
+        let mut pi = succeeded_payment_intent();
+        remove(&mut pi, "/amount_received");
+        remove(&mut pi, "/latest_charge");
+        let data: Vec<Value> = charges
+            .iter()
+            .enumerate()
+            .map(|(i, (status, captured, amount))| {
+                let mut ch = object("charge");
+                set(&mut ch, "/id", json!(format!("ch_old_{i}")));
+                set(&mut ch, "/status", json!(status));
+                set(&mut ch, "/captured", json!(captured));
+                set(&mut ch, "/amount", json!(amount));
+                set(&mut ch, "/payment_intent", json!(PI));
+                remove(&mut ch, "/amount_captured");
+                ch
+            })
+            .collect();
+        set(
+            &mut pi,
+            "/charges",
+            json!({
+                "object": "list",
+                "data": data,
+                "has_more": false,
+                "total_count": charges.len(),
+                "url": format!("/v1/charges?payment_intent={PI}"),
+            }),
+        );
+        pi
+    }
+
+    #[test]
+    fn old_api_versions_without_amount_received_use_the_succeeded_charges() {
+        let pi = old_version_payment_intent(&[("failed", false, 1099), ("succeeded", true, 1099)]);
+        let ev = stripe(&stripe_event("payment_intent.succeeded", pi));
+        assert_eq!(ev.kind(), Kind::PaymentSucceeded);
+        assert_eq!((ev.amount, ev.currency.as_str()), (1099, "USD"));
+        assert_eq!(ev.payment_ref, PI);
+        assert_eq!(ev.order_ref, "ord_42");
+
+        // Not the requested amount: what the charges brought in.
+        let mut pi =
+            old_version_payment_intent(&[("succeeded", true, 600), ("succeeded", true, 400)]);
+        set(&mut pi, "/amount", json!(1500));
+        assert_eq!(
+            stripe(&stripe_event("payment_intent.succeeded", pi)).amount,
+            1000
+        );
+
+        // Authorised only: not received.
+        let pi = old_version_payment_intent(&[("succeeded", false, 700), ("succeeded", true, 300)]);
+        assert_eq!(
+            stripe(&stripe_event("payment_intent.succeeded", pi)).amount,
+            300
+        );
+    }
+
+    #[test]
+    fn a_charge_with_amount_captured_counts_what_was_captured() {
+        let mut pi = old_version_payment_intent(&[("succeeded", true, 1099)]);
+        set(&mut pi, "/charges/data/0/amount_captured", json!(800));
+        assert_eq!(
+            stripe(&stripe_event("payment_intent.succeeded", pi)).amount,
+            800
+        );
+    }
+
+    #[test]
+    fn without_amount_received_or_charges_a_succeeded_intent_received_its_amount() {
+        // No usable charges: none listed, none succeeded, or only a page.
+        let empty = old_version_payment_intent(&[]);
+        let failed = old_version_payment_intent(&[("failed", false, 1099)]);
+        let mut paged = old_version_payment_intent(&[("succeeded", true, 5)]);
+        set(&mut paged, "/charges/has_more", json!(true));
+        let mut no_list = old_version_payment_intent(&[]);
+        remove(&mut no_list, "/charges");
+        for pi in [empty, failed, paged, no_list] {
+            let ev = stripe(&stripe_event("payment_intent.succeeded", pi));
+            assert_eq!((ev.amount, ev.currency.as_str()), (1099, "USD"));
+        }
+    }
+
+    #[test]
+    fn without_any_received_amount_the_event_is_refused_at_amount_received() {
+        let mut pi = old_version_payment_intent(&[]);
+        set(&mut pi, "/status", json!("processing"));
+        assert_eq!(
+            error(&stripe_event("payment_intent.succeeded", pi.clone())),
+            NormalizeError::MissingField {
+                path: "$.data.object.amount_received".into()
+            }
+        );
+        set(&mut pi, "/status", json!("succeeded"));
+        remove(&mut pi, "/amount");
+        assert_eq!(
+            error(&stripe_event("payment_intent.succeeded", pi)).code(),
+            "missing_field"
+        );
+        // A charge without its amount is not guessed at.
+        let mut pi = old_version_payment_intent(&[("succeeded", true, 1)]);
+        remove(&mut pi, "/charges/data/0/amount");
+        assert_eq!(
+            error(&stripe_event("payment_intent.succeeded", pi)),
+            NormalizeError::MissingField {
+                path: "$.data.object.charges.data[0].amount".into()
+            }
+        );
     }
 
     #[test]
@@ -725,6 +921,13 @@ mod tests {
         never_panics(
             &context,
             &stripe_event("payment_intent.succeeded", succeeded_payment_intent()),
+        );
+        never_panics(
+            &context,
+            &stripe_event(
+                "payment_intent.succeeded",
+                old_version_payment_intent(&[("succeeded", true, 1099)]),
+            ),
         );
         never_panics(
             &context,

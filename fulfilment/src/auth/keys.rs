@@ -1,5 +1,6 @@
 //! Reading JWT verification keys: the PEM public keys file
-//! (`FULFIL_AUTH_JWT_PUBLIC_KEYS_FILE`) and the HS256 shared secret.
+//! (`FULFIL_AUTH_JWT_PUBLIC_KEYS_FILE`) and the HS256 shared secret. Keys
+//! from a JWKS URL are read in [`super::jwks`].
 //!
 //! The file holds one or more `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY`
 //! (PKCS#1) blocks, RSA (at least 2048 bits) or Ed25519. A line
@@ -27,6 +28,10 @@ pub enum KeyKind {
     Rsa,
     /// An Ed25519 public key: EdDSA.
     Ed25519,
+    /// A P-256 public key: ES256 (from a JWKS only).
+    EcP256,
+    /// A P-384 public key: ES384 (from a JWKS only).
+    EcP384,
 }
 
 impl KeyKind {
@@ -37,6 +42,8 @@ impl KeyKind {
             KeyKind::Hs256 => alg == HS256,
             KeyKind::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
             KeyKind::Ed25519 => alg == EdDSA,
+            KeyKind::EcP256 => alg == ES256,
+            KeyKind::EcP384 => alg == ES384,
         }
     }
 }
@@ -48,8 +55,18 @@ pub struct VerificationKey {
     pub kid: Option<String>,
     /// Which algorithms it verifies.
     pub kind: KeyKind,
+    /// The one algorithm it verifies, when its source names one (a JWK's
+    /// `alg`); otherwise every algorithm of its kind.
+    pub alg: Option<Algorithm>,
     /// The key.
     pub key: DecodingKey,
+}
+
+impl VerificationKey {
+    /// Whether this key verifies tokens signed with `alg`.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.kind.accepts(alg) && self.alg.is_none_or(|only| only == alg)
+    }
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -58,6 +75,7 @@ impl std::fmt::Debug for VerificationKey {
         f.debug_struct("VerificationKey")
             .field("kid", &self.kid)
             .field("kind", &self.kind)
+            .field("alg", &self.alg)
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +145,7 @@ pub fn parse_public_keys(text: &str) -> Result<Vec<VerificationKey>, KeyFileErro
             keys.push(VerificationKey {
                 kid: kid.take(),
                 kind,
+                alg: None,
                 key,
             });
         } else if let Some(name) = line
@@ -193,6 +212,7 @@ pub fn hs256_key(secret: &str) -> Option<VerificationKey> {
     Some(VerificationKey {
         kid: None,
         kind: KeyKind::Hs256,
+        alg: None,
         key,
     })
 }
@@ -237,5 +257,8 @@ mod tests {
         assert!(KeyKind::Rsa.accepts(Algorithm::RS256));
         assert!(!KeyKind::Hs256.accepts(Algorithm::RS256));
         assert!(KeyKind::Ed25519.accepts(Algorithm::EdDSA));
+        assert!(KeyKind::EcP256.accepts(Algorithm::ES256));
+        assert!(!KeyKind::EcP256.accepts(Algorithm::ES384));
+        assert!(!KeyKind::EcP384.accepts(Algorithm::ES256));
     }
 }

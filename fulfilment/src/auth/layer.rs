@@ -1,14 +1,16 @@
 //! The tower layer that authenticates every gRPC call once, before routing:
 //! a verified [`Principal`] goes into the request's extensions for the
 //! handlers; a missing or bad token is answered UNAUTHENTICATED here.
-//! Health and reflection stay open (probes, `grpcurl list`).
+//! Health and reflection stay open (probes, `grpcurl list`). Most calls are
+//! decided at once; one whose token names a `kid` the JWKS cache lacks
+//! waits for the refresh (bounded) before it goes on.
 
 use std::task::{Context, Poll};
 
-use futures::future::{Either, Ready, ready};
+use futures::future::{BoxFuture, Either, Ready, ready};
 use tower::{Layer, Service};
 
-use super::{AuthError, Authenticator};
+use super::{AuthError, Authentication, Authenticator, Principal};
 
 /// Services callable without a token.
 const OPEN_SERVICES: [&str; 3] = [
@@ -48,13 +50,21 @@ pub struct Authenticate<S> {
     auth: Authenticator,
 }
 
+type Answer<S, B> =
+    Result<<S as Service<http::Request<B>>>::Response, <S as Service<http::Request<B>>>::Error>;
+
 impl<S, B> Service<http::Request<B>> for Authenticate<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<S::Response, S::Error>>>;
+    type Future = Either<Either<S::Future, Ready<Answer<S, B>>>, BoxFuture<'static, Answer<S, B>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -63,20 +73,39 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
         if OPEN_SERVICES.iter().any(|open| path.starts_with(open)) {
-            return Either::Left(self.inner.call(request));
+            return Either::Left(Either::Left(self.inner.call(request)));
         }
         match self.auth.authenticate(request.headers()) {
-            Ok(principal) => {
+            Authentication::Done(Ok(principal)) => {
                 request.extensions_mut().insert(principal);
-                Either::Left(self.inner.call(request))
+                Either::Left(Either::Left(self.inner.call(request)))
             }
-            Err(err) => {
-                log_refusal(path, &err);
-                let status = tonic::Status::from(err);
-                Either::Right(ready(Ok(status.into_http())))
+            Authentication::Done(Err(err)) => {
+                Either::Left(Either::Right(ready(Ok(refuse(path, err)))))
+            }
+            Authentication::Refresh(outcome) => {
+                // The service that was polled ready goes into the future;
+                // a clone takes its place for the next call.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Either::Right(Box::pin(async move {
+                    let principal: Result<Principal, AuthError> = outcome.await;
+                    match principal {
+                        Ok(principal) => {
+                            request.extensions_mut().insert(principal);
+                            inner.call(request).await
+                        }
+                        Err(err) => Ok(refuse(request.uri().path(), err)),
+                    }
+                }))
             }
         }
     }
+}
+
+fn refuse(method: &str, err: AuthError) -> http::Response<tonic::body::Body> {
+    log_refusal(method, &err);
+    tonic::Status::from(err).into_http()
 }
 
 fn log_refusal(method: &str, err: &AuthError) {

@@ -11,6 +11,7 @@
 //!
 //! - [`config`]: the `FULFIL_AUTH_*` options.
 //! - [`keys`]: reading verification keys.
+//! - [`jwks`]: keys from an identity provider's JWKS URL, cached and refreshed.
 //! - [`token`]: verifying a JWT and reading its claims.
 //! - [`principal`]: who is calling and what they may do.
 //! - [`layer`]: the tower layer that authenticates every call.
@@ -19,12 +20,15 @@
 pub mod config;
 mod error;
 pub mod expiry;
+pub mod jwks;
 pub mod keys;
 pub mod layer;
 pub mod principal;
 pub mod token;
 
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 pub use config::AuthArgs;
 pub use error::{AuthError, InvalidToken};
@@ -61,15 +65,68 @@ impl Authenticator {
         self.verifier.as_deref()
     }
 
-    /// The principal behind a call's headers.
-    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+    /// Fetches the JWKS, if one is configured, so the first calls need
+    /// not wait for it. A failure is logged and the service starts anyway:
+    /// tokens are then refused until a later refresh brings keys.
+    pub async fn load_keys(&self) {
+        if let Some(jwks) = self.verifier.as_deref().and_then(Verifier::jwks)
+            && jwks.load().await.is_err()
+        {
+            tracing::warn!(
+                url = %jwks.display_url(),
+                "the JWKS could not be loaded at start; tokens are refused until it can be"
+            );
+        }
+    }
+
+    /// The principal behind a call's headers: at once when the keys at
+    /// hand decide, or after a JWKS refresh when the token names a `kid`
+    /// they lack.
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Authentication {
         let Some(verifier) = &self.verifier else {
-            return Ok(Principal::anyone());
+            return Authentication::Done(Ok(Principal::anyone()));
         };
-        let value = headers
+        let token = match headers
             .get(http::header::AUTHORIZATION)
-            .ok_or(AuthError::TokenMissing)?;
-        verifier.verify(bearer(value)?)
+            .ok_or(AuthError::TokenMissing)
+            .and_then(bearer)
+        {
+            Ok(token) => token,
+            Err(err) => return Authentication::Done(Err(err)),
+        };
+        if verifier.unknown_kid(token).is_none() {
+            return Authentication::Done(verifier.verify(token));
+        }
+        let verifier = Arc::clone(verifier);
+        let token = token.to_owned();
+        Authentication::Refresh(Box::pin(async move { verifier.verify_fresh(&token).await }))
+    }
+}
+
+/// What [`Authenticator::authenticate`] came to.
+pub enum Authentication {
+    /// Decided with the keys at hand.
+    Done(Result<Principal, AuthError>),
+    /// Waiting for a JWKS refresh (bounded by its fetch timeout).
+    Refresh(BoxFuture<'static, Result<Principal, AuthError>>),
+}
+
+impl std::fmt::Debug for Authentication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Authentication::Done(result) => f.debug_tuple("Done").field(result).finish(),
+            Authentication::Refresh(_) => f.write_str("Refresh(..)"),
+        }
+    }
+}
+
+impl Authentication {
+    /// The outcome, waiting for the refresh if there is one.
+    pub async fn outcome(self) -> Result<Principal, AuthError> {
+        match self {
+            Authentication::Done(result) => result,
+            Authentication::Refresh(refresh) => refresh.await,
+        }
     }
 }
 
@@ -116,10 +173,10 @@ mod tests {
     #[test]
     fn off_lets_anyone_in_and_on_needs_a_token() {
         let headers = http::HeaderMap::new();
-        assert_eq!(
+        assert!(matches!(
             Authenticator::off().authenticate(&headers),
-            Ok(Principal::anyone())
-        );
+            Authentication::Done(Ok(p)) if p == Principal::anyone()
+        ));
         let secret = "s".repeat(40);
         let key = keys::hs256_key(&secret).into_iter().collect();
         let on = Authenticator::on(Verifier::new(
@@ -128,6 +185,9 @@ mod tests {
             "a".into(),
             std::time::Duration::ZERO,
         ));
-        assert_eq!(on.authenticate(&headers), Err(AuthError::TokenMissing));
+        assert!(matches!(
+            on.authenticate(&headers),
+            Authentication::Done(Err(AuthError::TokenMissing))
+        ));
     }
 }

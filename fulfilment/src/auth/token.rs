@@ -2,43 +2,54 @@
 //!
 //! A token must be signed by a configured key of the algorithm family its
 //! header names (HS256 with the shared secret; RS*/PS* with an RSA public
-//! key; EdDSA with an Ed25519 one), come from the configured issuer, name
-//! the configured audience, and carry `exp`; `nbf` is honoured. A small
-//! leeway absorbs clock skew. A `kid` in the header picks the keys labelled
-//! with it; without one (or with an unknown one) every key of the family is
-//! tried.
+//! key; EdDSA with an Ed25519 one; ES256/ES384 with a P-256/P-384 key from
+//! a JWKS), come from the configured issuer, name the configured audience,
+//! and carry `exp`; `nbf` is honoured. A small leeway absorbs clock skew. A
+//! `kid` in the header picks the keys labelled with it; without one (or
+//! with an unknown one) every key of the family is tried. With a JWKS URL,
+//! an unknown `kid` first refreshes the JWKS ([`super::jwks`]).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
+use super::jwks::JwksSource;
 use super::keys::VerificationKey;
 use super::{AuthError, Caller, InvalidToken, Principal, Scope, Scopes};
+
+/// The claim naming an app client's customer unless configured otherwise.
+pub const DEFAULT_CUSTOMER_CLAIM: &str = "sub";
 
 /// Checks tokens against the configured keys, issuer and audience.
 #[derive(Clone)]
 pub struct Verifier {
     keys: Vec<VerificationKey>,
+    jwks: Option<Arc<JwksSource>>,
     issuer: String,
     audience: String,
     leeway: Duration,
+    customer_claim: String,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("keys", &self.keys)
+            .field("jwks", &self.jwks)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("customer_claim", &self.customer_claim)
             .finish()
     }
 }
 
 /// The claims Fulfil reads; `iss`, `aud`, `exp` and `nbf` are checked by
-/// the validation.
+/// the validation. The others are kept for a configured customer claim.
 #[derive(Debug, Deserialize)]
 struct Claims {
     #[serde(default)]
@@ -49,6 +60,8 @@ struct Claims {
     scope: Option<ScopeClaim>,
     #[serde(default)]
     scp: Option<ScopeClaim>,
+    #[serde(flatten)]
+    other: HashMap<String, serde_json::Value>,
 }
 
 /// `scope` is a space-separated string (RFC 8693); some issuers send an
@@ -80,15 +93,44 @@ impl Verifier {
     ) -> Self {
         Verifier {
             keys,
+            jwks: None,
             issuer,
             audience,
             leeway,
+            customer_claim: DEFAULT_CUSTOMER_CLAIM.to_owned(),
         }
     }
 
-    /// The configured keys (kinds and labels only are of interest).
+    /// Also trusts the keys of `source`.
+    pub fn with_jwks(mut self, source: Arc<JwksSource>) -> Self {
+        self.jwks = Some(source);
+        self
+    }
+
+    /// App clients' customer id comes from `claim` (a top-level string
+    /// claim) instead of `sub`; empty keeps `sub`.
+    pub fn with_customer_claim(mut self, claim: &str) -> Self {
+        let claim = claim.trim();
+        if !claim.is_empty() {
+            claim.clone_into(&mut self.customer_claim);
+        }
+        self
+    }
+
+    /// The configured keys (kinds and labels only are of interest); JWKS
+    /// keys are in [`Verifier::jwks`].
     pub fn keys(&self) -> &[VerificationKey] {
         &self.keys
+    }
+
+    /// The JWKS source, if one is configured.
+    pub fn jwks(&self) -> Option<&Arc<JwksSource>> {
+        self.jwks.as_ref()
+    }
+
+    /// The claim naming an app client's customer.
+    pub fn customer_claim(&self) -> &str {
+        &self.customer_claim
     }
 
     /// The expected issuer.
@@ -112,14 +154,30 @@ impl Verifier {
         validation
     }
 
-    /// The principal a token stands for, or why it is refused.
+    /// The `kid` of a token that only a JWKS refresh could verify: one the
+    /// keys at hand do not label. None without a JWKS, for tokens without
+    /// a `kid`, and for malformed ones (verifying them says why).
+    pub fn unknown_kid(&self, token: &str) -> Option<String> {
+        let jwks = self.jwks.as_ref()?;
+        let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+        let known =
+            self.keys.iter().any(|k| k.kid.as_deref() == Some(&kid)) || jwks.keys().knows(&kid);
+        (!known).then_some(kid)
+    }
+
+    /// The principal a token stands for, or why it is refused, with the
+    /// keys at hand. Stale JWKS keys start a refresh in the background.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
-        let family: Vec<&VerificationKey> = self
+        let jwks = self.jwks.as_ref().map(|source| {
+            source.refresh_if_stale();
+            source.keys()
+        });
+        let all = self
             .keys
             .iter()
-            .filter(|k| k.kind.accepts(header.alg))
-            .collect();
+            .chain(jwks.iter().flat_map(|set| set.keys.iter()));
+        let family: Vec<&VerificationKey> = all.filter(|k| k.accepts(header.alg)).collect();
         if family.is_empty() {
             return Err(InvalidToken::Algorithm.into());
         }
@@ -139,7 +197,7 @@ impl Verifier {
         let validation = self.validation(header.alg);
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return principal(data.claims),
+                Ok(data) => return principal(data.claims, &self.customer_claim),
                 // Another key may have signed it.
                 Err(err)
                     if matches!(
@@ -148,6 +206,7 @@ impl Verifier {
                             | ErrorKind::InvalidAlgorithm
                             | ErrorKind::InvalidKeyFormat
                             | ErrorKind::InvalidRsaKey(_)
+                            | ErrorKind::InvalidEcdsaKey
                             | ErrorKind::InvalidEddsaKey
                     ) => {}
                 // The signature verified (claims are checked after it), so
@@ -156,6 +215,16 @@ impl Verifier {
             }
         }
         Err(InvalidToken::Signature.into())
+    }
+
+    /// [`Verifier::verify`], after a JWKS refresh when the token names a
+    /// `kid` the keys at hand lack (rate-limited, waiting at most the fetch
+    /// timeout).
+    pub async fn verify_fresh(&self, token: &str) -> Result<Principal, AuthError> {
+        if let (Some(kid), Some(jwks)) = (self.unknown_kid(token), &self.jwks) {
+            jwks.refresh_for_unknown_kid(&kid).await;
+        }
+        self.verify(token)
     }
 }
 
@@ -179,7 +248,7 @@ fn refusal(kind: &ErrorKind) -> AuthError {
     }
 }
 
-fn principal(claims: Claims) -> Result<Principal, AuthError> {
+fn principal(claims: Claims, customer_claim: &str) -> Result<Principal, AuthError> {
     let scopes: Scopes = [&claims.scope, &claims.scp]
         .into_iter()
         .flatten()
@@ -192,11 +261,21 @@ fn principal(claims: Claims) -> Result<Principal, AuthError> {
         .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs_f64(exp.min(1e12))));
     let subject = claims.sub.filter(|s| !s.is_empty());
     let caller = if scopes.is_empty() {
-        // An app client is its customer: without `sub` it is nobody, and
-        // with one that is not an identifier no order could be its.
-        let subject = subject.ok_or(InvalidToken::MissingClaim("sub"))?;
+        // An app client is its customer: without the claim it is nobody,
+        // and with one that is not an identifier no order could be its.
+        let customer = if customer_claim == DEFAULT_CUSTOMER_CLAIM {
+            subject.ok_or(InvalidToken::MissingClaim(DEFAULT_CUSTOMER_CLAIM))?
+        } else {
+            match claims.other.get(customer_claim) {
+                Some(serde_json::Value::String(id)) if !id.is_empty() => id.clone(),
+                Some(serde_json::Value::String(_) | serde_json::Value::Null) | None => {
+                    return Err(InvalidToken::MissingClaim("the customer claim").into());
+                }
+                Some(_) => return Err(InvalidToken::Claims.into()),
+            }
+        };
         let customer =
-            fulfil_proto::Identifier::parse_owned(subject).map_err(|_| InvalidToken::Claims)?;
+            fulfil_proto::Identifier::parse_owned(customer).map_err(|_| InvalidToken::Claims)?;
         Caller::Customer(customer.into_string())
     } else {
         Caller::Service {

@@ -82,6 +82,7 @@ pub fn authenticator() -> Authenticator {
         jwt_issuer: Some(ISSUER.to_owned()),
         jwt_audience: Some(AUDIENCE.to_owned()),
         jwt_leeway_secs: LEEWAY_SECS,
+        ..AuthArgs::default()
     }
     .load()
     .expect("auth configuration")
