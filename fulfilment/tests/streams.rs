@@ -364,13 +364,25 @@ async fn wait_for_listeners(app: &TestApp, done: impl Fn(&[i32]) -> bool) -> Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_killed_listener_reconnects_and_its_subscribers_catch_up() {
     use sea_orm::ConnectionTrait;
-    let Some(a) = listen_only_postgres().await else {
+    // Heartbeats show when the stream has read the feed and follows live
+    // changes.
+    let streams = fulfilment::stream::StreamConfig {
+        heartbeat: Duration::from_millis(200),
+        ..listen_only()
+    };
+    let Some(a) = TestApp::spawn_full(common::Backend::Postgres, Default::default(), streams).await
+    else {
         return;
     };
     let a_listener = wait_for_listeners(&a, |pids| pids.len() == 1).await[0];
     let b = a.replica(listen_only()).await;
     wait_for_listeners(&a, |pids| pids.len() == 2).await;
     let mut stream = watch_from_now(&a, "cus_k").await;
+    // The stream's first read of the feed needs a connection: let it finish
+    // before the database refuses new ones.
+    let Some(OrdersEvent::Progress(_)) = next(&mut stream).await.expect("progress").event else {
+        panic!("progress first: nothing has changed yet");
+    };
 
     let conn = a.db.conn();
     let database: String = conn
@@ -406,7 +418,20 @@ async fn postgres_a_killed_listener_reconnects_and_its_subscribers_catch_up() {
         .await
         .expect("accept connections again");
 
-    assert_eq!(next_change(&mut stream).await, created.order_id);
+    let change = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match next(&mut stream).await.expect("change").event {
+                Some(OrdersEvent::Progress(_)) => continue,
+                Some(OrdersEvent::Change(change)) => {
+                    return change.order.map(|o| o.order_id).unwrap_or_default();
+                }
+                None => panic!("an empty message"),
+            }
+        }
+    })
+    .await
+    .expect("the change within 10 s");
+    assert_eq!(change, created.order_id);
     let relistened = wait_for_listeners(&a, |pids| pids.len() == 2).await;
     assert!(
         !relistened.contains(&a_listener),
