@@ -59,13 +59,6 @@ impl RestartWanted {
     }
 }
 
-/// Turns SQLite's automatic checkpoint off on the writer's connection.
-pub(crate) async fn disable_automatic(conn: &DatabaseConnection) -> Result<(), StorageError> {
-    conn.execute_unprepared("PRAGMA wal_autocheckpoint = 0")
-        .await?;
-    Ok(())
-}
-
 /// Runs `PRAGMA wal_checkpoint(MODE)` and reads where it left the WAL.
 pub(crate) async fn checkpoint(
     conn: &DatabaseConnection,
@@ -87,18 +80,18 @@ pub(crate) async fn checkpoint(
 
 /// Checkpoints in the background after commits, until the writer stops.
 pub(crate) fn spawn(
-    pool: DatabaseConnection,
+    conn: DatabaseConnection,
     commits: watch::Receiver<u64>,
     restart: RestartWanted,
 ) {
-    tokio::spawn(run(pool, commits, restart));
+    tokio::spawn(run(conn, commits, restart));
 }
 
-async fn run(pool: DatabaseConnection, mut commits: watch::Receiver<u64>, restart: RestartWanted) {
+async fn run(conn: DatabaseConnection, mut commits: watch::Receiver<u64>, restart: RestartWanted) {
     // Ends when the writer's commit counter is dropped: the writer stopped.
     while commits.changed().await.is_ok() {
         let started = Instant::now();
-        match checkpoint(&pool, "PASSIVE").await {
+        match checkpoint(&conn, "PASSIVE").await {
             Ok(wal) => {
                 tracing::debug!(
                     frames = wal.frames,
@@ -114,5 +107,35 @@ async fn run(pool: DatabaseConnection, mut commits: watch::Receiver<u64>, restar
             Err(err) => tracing::warn!(error = %err, "background wal checkpoint failed"),
         }
         tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DatabaseConfig, connect_writer};
+
+    /// sqlx retires every connection after 30 minutes: a replacement of the
+    /// writer's connection must not bring checkpoints back into commits.
+    #[tokio::test]
+    async fn every_writer_connection_leaves_checkpoints_to_the_background() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = DatabaseConfig {
+            url: format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display()),
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        };
+        let pool = connect_writer(&config).await.expect("writer pool");
+        let pool = pool.get_sqlite_connection_pool();
+        // Two connections at once: the second is opened fresh, as a
+        // replacement would be.
+        let mut first = pool.acquire().await.expect("first connection");
+        let mut second = pool.acquire().await.expect("second connection");
+        for conn in [&mut first, &mut second] {
+            let (pages,): (i64,) = sea_orm::sqlx::query_as("PRAGMA wal_autocheckpoint")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("pragma");
+            assert_eq!(pages, 0);
+        }
     }
 }

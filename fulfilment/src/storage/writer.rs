@@ -111,11 +111,13 @@ impl Writer {
     /// dropped, after finishing what was queued.
     ///
     /// On SQLite it also starts the background checkpoints (see
-    /// `storage::checkpoint`) on `pool`, a connection other than its own.
+    /// `storage::checkpoint`) on a connection of their own: a checkpoint
+    /// can hold its connection for as long as the database file's fsync
+    /// takes, and no reader should wait for that.
     pub async fn spawn(
         database: &DatabaseConfig,
         config: WriterConfig,
-        pool: &DatabaseConnection,
+        backend: DbBackend,
     ) -> Result<Self, StorageError> {
         let (jobs, rx) = mpsc::channel(config.queue.max(1));
         let (committed, commits) = tokio::sync::watch::channel(0u64);
@@ -125,7 +127,8 @@ impl Writer {
             ..database.clone()
         };
         let max_batch = config.max_batch.max(1);
-        let sqlite = pool.get_database_backend() == DbBackend::Sqlite;
+        let sqlite = backend == DbBackend::Sqlite;
+        let checkpointer = database.clone();
         let restart = RestartWanted::default();
         let wanted = restart.clone();
         std::thread::Builder::new()
@@ -144,17 +147,13 @@ impl Writer {
                     }
                 };
                 runtime.block_on(async move {
-                    let conn = match super::connect(&database).await {
+                    let conn = match super::connect_writer(&database).await {
                         Ok(conn) => conn,
                         Err(err) => {
                             let _ = started.send(Err(err));
                             return;
                         }
                     };
-                    if sqlite && let Err(err) = checkpoint::disable_automatic(&conn).await {
-                        let _ = started.send(Err(err));
-                        return;
-                    }
                     let _ = started.send(Ok(()));
                     run(conn, rx, max_batch, committed, wanted).await;
                 });
@@ -164,7 +163,8 @@ impl Writer {
             .await
             .map_err(|_| StorageError::WriterStopped)??;
         if sqlite {
-            checkpoint::spawn(pool.clone(), commits.clone(), restart);
+            let own = super::connect(&checkpointer).await?;
+            checkpoint::spawn(own, commits.clone(), restart);
         }
         Ok(Writer { jobs, commits })
     }
