@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "fulfil/v1/order_service.proto",
     "fulfil/v1/payment_event_service.proto",
     "fulfil/v1/entitlement_service.proto",
+    "fulfil/v1/checkout_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,7 +5,9 @@
 //! - `fulfil load`: load generator with throughput and latency figures.
 //! - `fulfil watch`: order changes as they happen.
 //! - `fulfil token`: a dev HS256 token for an authorized fulfilment service.
+//! - `fulfil checkout`: a Stripe checkout of an order or catalogue items.
 
+mod checkout;
 mod dev_sources;
 mod events;
 mod load;
@@ -43,6 +45,8 @@ enum Command {
     WatchLoad(watch_load::WatchLoadArgs),
     /// Mint an HS256 JWT for local testing of authorization; prints only the token.
     Token(token::TokenArgs),
+    /// Start (or fetch the open) Stripe checkout of an order or catalogue items.
+    Checkout(checkout::CheckoutArgs),
 }
 
 #[tokio::main]
@@ -67,6 +71,7 @@ async fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args).await,
         Command::WatchLoad(args) => watch_load::run(args).await,
         Command::Token(args) => token::run(&args),
+        Command::Checkout(args) => checkout::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

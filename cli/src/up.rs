@@ -25,6 +25,18 @@ pub struct UpArgs {
     /// Sources file; created with random secrets if missing.
     #[arg(long, env = "FULFIL_SOURCES", default_value = dev_sources::DEFAULT_PATH)]
     pub sources: PathBuf,
+    /// Checkout: the Stripe API to call (e.g. a local fake such as
+    /// localstripe). Also FULFIL_STRIPE_API_BASE, like every other
+    /// FULFIL_STRIPE_* and FULFIL_CATALOGUE variable of `fulfilment serve`.
+    #[arg(long)]
+    pub stripe_api_base: Option<String>,
+    /// Checkout: a file holding the Stripe secret key (or
+    /// FULFIL_STRIPE_SECRET_KEY). Without a key, checkout is off.
+    #[arg(long)]
+    pub stripe_secret_key_file: Option<PathBuf>,
+    /// Checkout: the product catalogue (TOML).
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
 }
 
 /// A service's options as its binary would take them with no flags: the
@@ -49,6 +61,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     fulfilment_args.tls = Default::default();
     fulfilment_args.auth = Default::default();
     fulfilment_args.cors_origins = vec!["*".to_owned()];
+    if let Some(base) = &args.stripe_api_base {
+        fulfilment_args.checkout.stripe_api_base = base.clone();
+    }
+    if let Some(file) = &args.stripe_secret_key_file {
+        fulfilment_args.checkout.stripe_secret_key = None;
+        fulfilment_args.checkout.stripe_secret_key_file = Some(file.clone());
+    }
+    if let Some(catalogue) = &args.catalogue {
+        fulfilment_args.checkout.catalogue = Some(catalogue.clone());
+    }
+    let checkout_on = fulfilment_args.checkout.stripe_secret_key.is_some()
+        || fulfilment_args.checkout.stripe_secret_key_file.is_some();
     let fulfilment = fulfilment::service::Fulfilment::bind(&fulfilment_args).await?;
     let grpc_addr = fulfilment.local_addr();
 
@@ -78,6 +102,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!("  gRPC      http://{grpc_addr}   (grpcurl -plaintext {grpc_addr} list)");
     println!("  webhooks  http://{http_addr}/webhooks/SOURCE");
+    if checkout_on {
+        println!(
+            "  checkout  Stripe at {}   (fulfil checkout --order-id ORDER_ID)",
+            fulfilment_args.checkout.stripe_api_base
+        );
+    } else {
+        println!("  checkout  off (set FULFIL_STRIPE_SECRET_KEY or --stripe-secret-key-file)");
+    }
     println!();
     println!("  sources ({}):", args.sources.display());
     for source in &configs {

@@ -98,6 +98,9 @@ pub struct ServeArgs {
     /// Bearer-token authorization.
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
+    /// Checkout: Stripe and the catalogue.
+    #[command(flatten)]
+    pub checkout: crate::checkout::CheckoutArgs,
 }
 
 /// Database options, shared by `serve` and `migrate`.

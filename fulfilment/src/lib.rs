@@ -7,6 +7,7 @@
 //! - [`stream`]: resumable, gap-free streams of order changes.
 //! - [`api`]: gRPC services and the single error-to-status mapping.
 //! - [`auth`]: bearer-token authentication and per-call authorization.
+//! - [`checkout`]: starting payments at providers (Stripe), the catalogue.
 //! - [`server`]: assembling and running the servers (API, ingest, ops);
 //!   [`service`]: one process from options to serving, for `fulfilment
 //!   serve` and `fulfil up`.
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod checkout;
 pub mod config;
 pub mod entitlement;
 pub mod metrics;

@@ -30,6 +30,8 @@ impl Fulfilment {
         let options = args.serve_options().map_err(anyhow::Error::msg)?;
         let tls = args.tls.load(args.ingest_addr.is_some())?;
         let auth = args.auth.load()?;
+        let checkout = args.checkout.load()?;
+        log_checkout(&checkout);
         log_security(tls.as_ref(), &auth);
         auth.load_keys().await;
         let config = args.database.to_config();
@@ -60,6 +62,7 @@ impl Fulfilment {
             options: ServeOptions {
                 tls,
                 auth,
+                checkout,
                 ..options
             },
             addr,
@@ -125,5 +128,20 @@ fn log_security(tls: Option<&server::tls::TlsConfig>, auth: &crate::auth::Authen
             "TLS is off: bearer tokens cross the network in clear text unless something else encrypts it; set FULFIL_TLS_CERT_FILE and FULFIL_TLS_KEY_FILE"
         ),
         None => tracing::info!("TLS off"),
+    }
+}
+
+/// Says what checkout can do; never the key.
+fn log_checkout(setup: &crate::checkout::CheckoutSetup) {
+    match &setup.stripe {
+        Some(stripe) => tracing::info!(
+            api = %stripe.config().base_url,
+            api_version = %stripe.config().api_version,
+            catalogue_products = setup.catalogue.as_ref().map(|c| c.get().len()),
+            "checkout on: Stripe"
+        ),
+        None => tracing::info!(
+            "checkout off: CreateCheckout answers CHECKOUT_NOT_CONFIGURED until FULFIL_STRIPE_SECRET_KEY(_FILE) is set"
+        ),
     }
 }

@@ -34,6 +34,7 @@ async fn mtls(backend: Backend) -> Option<TestApp> {
                 &PKI.ca,
                 Some((&PKI.client_cert, &PKI.client_key)),
             )),
+            ..Security::default()
         },
     )
     .await

@@ -26,6 +26,27 @@ pub fn build(
     roots: Option<rustls::RootCertStore>,
     timeout: Duration,
 ) -> Result<reqwest::Client, HttpsClientError> {
+    build_with(roots, timeout, timeout, Scheme::HttpsOnly)
+}
+
+/// Which URLs a client built by [`build_with`] may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// https only: the default for anything configured in production.
+    HttpsOnly,
+    /// http too: for an API base URL an operator set to a local fake
+    /// (tests, `fulfil up` against a mock).
+    AllowHttp,
+}
+
+/// A client as [`build`] makes it, with its own connection timeout (`connect`)
+/// and whole-exchange timeout (`timeout`), and optionally plain http.
+pub fn build_with(
+    roots: Option<rustls::RootCertStore>,
+    connect: Duration,
+    timeout: Duration,
+    scheme: Scheme,
+) -> Result<reqwest::Client, HttpsClientError> {
     // ring as the crypto provider; no process-wide default is installed or
     // needed.
     let roots = roots.unwrap_or_else(|| {
@@ -40,9 +61,9 @@ pub fn build(
     .with_no_client_auth();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .https_only(true)
+        .https_only(scheme == Scheme::HttpsOnly)
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout)
+        .connect_timeout(connect)
         .timeout(timeout)
         .build()
         .map_err(HttpsClientError::Http)

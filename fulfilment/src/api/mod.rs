@@ -1,5 +1,6 @@
 //! The gRPC API: services, message conversions, and error mapping.
 
+mod checkout_service;
 pub mod convert;
 mod entitlement_service;
 mod fields;
@@ -8,6 +9,7 @@ pub mod page_token;
 mod payment_event_service;
 pub mod status;
 
+pub use checkout_service::{CheckoutApi, flow_from_proto};
 pub use entitlement_service::EntitlementApi;
 pub use order_service::OrderApi;
 pub use page_token::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

@@ -9,6 +9,7 @@ use super::convert::{draft_from_proto, order_to_proto, state_from_proto};
 use super::page_token::Paging;
 use super::{fields, status::invalid_argument};
 use crate::auth::{self, Scope, expiry::until_expiry};
+use crate::checkout::Checkouts;
 use crate::order::{FieldViolation, OrderError, OrderId};
 use crate::storage::{ChangeState, Command, CreateOrder, Database, ListFilter};
 use crate::stream::watch::{Event, Selector};
@@ -21,6 +22,7 @@ const MAX_CANCEL_REASON_LEN: usize = 500;
 pub struct OrderApi {
     db: Database,
     hub: Hub,
+    checkouts: Option<Checkouts>,
 }
 
 impl OrderApi {
@@ -29,7 +31,14 @@ impl OrderApi {
         OrderApi {
             db: hub.db().clone(),
             hub,
+            checkouts: None,
         }
+    }
+
+    /// CancelOrder also cancels the order's open payment at its provider.
+    pub fn with_checkouts(mut self, checkouts: Checkouts) -> Self {
+        self.checkouts = Some(checkouts);
+        self
     }
 }
 
@@ -91,6 +100,34 @@ fn expected_version(raw: i64) -> Result<Option<i64>, Status> {
             "expected_version",
             "must not be negative",
         )])),
+    }
+}
+
+impl OrderApi {
+    /// Cancels the order's open payment at the provider when the cancel is
+    /// going to take effect. Provider first: if it cannot be reached the
+    /// cancel fails UNAVAILABLE and nothing changes, so an order never says
+    /// CANCELLED while its customer can still pay it.
+    async fn cancel_payment_first(
+        &self,
+        checkouts: &Checkouts,
+        order_id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(), Status> {
+        let Some(order) = self
+            .db
+            .get_order(order_id)
+            .await
+            .map_err(OrderError::from)?
+        else {
+            return Ok(());
+        };
+        let takes_effect = matches!(order.state.cancel(), Ok(crate::order::Transition::To(_)))
+            && expected_version.is_none_or(|v| v == order.version);
+        if takes_effect {
+            checkouts.cancel_open_payment(order_id).await?;
+        }
+        Ok(())
     }
 }
 
@@ -326,9 +363,14 @@ impl OrderService for OrderApi {
                 "must not contain control characters",
             )]));
         }
+        let expected_version = expected_version(request.expected_version)?;
+        if let Some(checkouts) = &self.checkouts {
+            self.cancel_payment_first(checkouts, &order_id, expected_version)
+                .await?;
+        }
         let change = ChangeState {
             order_id,
-            expected_version: expected_version(request.expected_version)?,
+            expected_version,
             command: Command::Cancel {
                 reason: Some(request.reason).filter(|r| !r.is_empty()),
             },

@@ -125,6 +125,89 @@ impl From<OrderError> for Status {
     }
 }
 
+impl From<crate::checkout::CheckoutError> for Status {
+    fn from(err: crate::checkout::CheckoutError) -> Self {
+        use crate::checkout::{CheckoutError, StripeError};
+        let message = err.to_string();
+        match err {
+            CheckoutError::Order(err) => err.into(),
+            CheckoutError::Auth(err) => err.into(),
+            CheckoutError::NotConfigured(what) => status(
+                Code::FailedPrecondition,
+                message,
+                "CHECKOUT_NOT_CONFIGURED",
+                &[("missing", what.to_owned())],
+                ErrorDetails::new(),
+            ),
+            CheckoutError::FlowUnavailable(flow) => status(
+                Code::Unimplemented,
+                message,
+                "CHECKOUT_FLOW_UNAVAILABLE",
+                &[("flow", flow.as_str().to_owned())],
+                ErrorDetails::new(),
+            ),
+            CheckoutError::InProgress { order_id, open } => status(
+                Code::FailedPrecondition,
+                message,
+                "CHECKOUT_IN_PROGRESS",
+                &[("order_id", order_id), ("flow", open.as_str().to_owned())],
+                ErrorDetails::new(),
+            ),
+            CheckoutError::Provider { provider, source } => {
+                let provider = provider.as_str().to_owned();
+                match source {
+                    StripeError::Refused {
+                        status: http_status,
+                        kind,
+                        code,
+                        message: _,
+                    } => {
+                        tracing::warn!(error = %message, "the payment provider refused a request");
+                        let mut metadata = vec![
+                            ("provider", provider),
+                            ("http_status", http_status.to_string()),
+                            ("type", kind),
+                        ];
+                        if let Some(code) = code {
+                            metadata.push(("code", code));
+                        }
+                        status(
+                            Code::FailedPrecondition,
+                            message,
+                            "PROVIDER_REFUSED",
+                            &metadata,
+                            ErrorDetails::new(),
+                        )
+                    }
+                    StripeError::Unavailable(_) => {
+                        tracing::warn!(error = %message, "payment provider unavailable");
+                        let mut details = ErrorDetails::new();
+                        details.set_retry_info(Some(Duration::from_secs(1)));
+                        status(
+                            Code::Unavailable,
+                            format!("{provider} is unavailable; retrying the same call is safe"),
+                            "PROVIDER_UNAVAILABLE",
+                            &[("provider", provider)],
+                            details,
+                        )
+                    }
+                    StripeError::Credentials { .. } | StripeError::Malformed(_) => {
+                        // Our configuration or a bug: details in the log only.
+                        tracing::error!(error = %message, "payment provider call failed");
+                        status(
+                            Code::Internal,
+                            format!("{provider} could not be used; see the server log"),
+                            "PROVIDER_MISCONFIGURED",
+                            &[("provider", provider)],
+                            ErrorDetails::new(),
+                        )
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl From<crate::stream::watch::StreamError> for Status {
     fn from(err: crate::stream::watch::StreamError) -> Self {
         use crate::stream::watch::StreamError;
@@ -370,6 +453,57 @@ mod tests {
             let info = status.get_details_error_info();
             assert_eq!(info.as_ref().map(|i| i.reason.as_str()), Some(reason));
             assert_eq!(info.map(|i| i.domain), Some(ERROR_DOMAIN.to_owned()));
+        }
+    }
+
+    #[test]
+    fn checkout_errors_map_to_their_codes_and_reasons() {
+        use crate::checkout::{CheckoutError, Flow, StripeError};
+        let refused = Status::from(CheckoutError::from(StripeError::Refused {
+            status: 402,
+            kind: "card_error".into(),
+            code: Some("card_declined".into()),
+            message: "Your card was declined.".into(),
+        }));
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        let info = refused.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "PROVIDER_REFUSED");
+        assert_eq!(
+            info.metadata.get("code").map(String::as_str),
+            Some("card_declined")
+        );
+        assert_eq!(
+            info.metadata.get("provider").map(String::as_str),
+            Some("stripe")
+        );
+        for (err, code, reason) in [
+            (
+                CheckoutError::from(StripeError::Unavailable("timed out".into())),
+                Code::Unavailable,
+                "PROVIDER_UNAVAILABLE",
+            ),
+            (
+                CheckoutError::from(StripeError::Credentials { status: 401 }),
+                Code::Internal,
+                "PROVIDER_MISCONFIGURED",
+            ),
+            (
+                CheckoutError::NotConfigured("Stripe key"),
+                Code::FailedPrecondition,
+                "CHECKOUT_NOT_CONFIGURED",
+            ),
+            (
+                CheckoutError::FlowUnavailable(Flow::PaypalOrder),
+                Code::Unimplemented,
+                "CHECKOUT_FLOW_UNAVAILABLE",
+            ),
+        ] {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            assert_eq!(
+                status.get_details_error_info().map(|i| i.reason),
+                Some(reason.to_owned())
+            );
         }
     }
 

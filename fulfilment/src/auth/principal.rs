@@ -188,6 +188,32 @@ impl Principal {
         }
     }
 
+    /// Checking out an existing order whose customer is `owner` (None when
+    /// it does not exist): an app client only its own orders (refused for a
+    /// missing one, as for reads); services need `orders:write`.
+    pub fn may_check_out_order(&self, owner: Option<&str>) -> Result<(), AuthError> {
+        match &self.caller {
+            Caller::Customer(me) if owner == Some(me.as_str()) => Ok(()),
+            Caller::Customer(_) => Err(AuthError::CustomerMismatch),
+            Caller::Anyone | Caller::Service { .. } => self.require(Scope::OrdersWrite),
+        }
+    }
+
+    /// The customer a checkout of catalogue items is for, given the
+    /// `customer_id` asked for (empty: the caller's own): an app client
+    /// buys for itself only; services with `orders:write` for anyone (and
+    /// must name them).
+    pub fn checkout_customer(&self, requested: &str) -> Result<String, AuthError> {
+        match &self.caller {
+            Caller::Customer(me) if requested.is_empty() || requested == me => Ok(me.clone()),
+            Caller::Customer(_) => Err(AuthError::CustomerMismatch),
+            Caller::Anyone | Caller::Service { .. } => {
+                self.require(Scope::OrdersWrite)?;
+                Ok(requested.to_owned())
+            }
+        }
+    }
+
     /// A short description for logs: the kind and subject, never the token.
     pub fn describe(&self) -> String {
         match &self.caller {
@@ -257,6 +283,33 @@ mod tests {
             alice.require(Scope::OrdersRead),
             Err(AuthError::ScopeRequired(Scope::OrdersRead))
         );
+    }
+
+    #[test]
+    fn checkouts_are_for_ones_own_customer_or_need_orders_write() {
+        let alice = customer("alice");
+        assert_eq!(alice.may_check_out_order(Some("alice")), Ok(()));
+        for owner in [Some("bob"), None] {
+            assert_eq!(
+                alice.may_check_out_order(owner),
+                Err(AuthError::CustomerMismatch)
+            );
+        }
+        assert_eq!(alice.checkout_customer(""), Ok("alice".into()));
+        assert_eq!(alice.checkout_customer("alice"), Ok("alice".into()));
+        assert_eq!(
+            alice.checkout_customer("bob"),
+            Err(AuthError::CustomerMismatch)
+        );
+        let reader = service(&[Scope::OrdersRead]);
+        assert_eq!(
+            reader.may_check_out_order(Some("bob")),
+            Err(AuthError::ScopeRequired(Scope::OrdersWrite))
+        );
+        assert!(reader.checkout_customer("bob").is_err());
+        let writer = service(&[Scope::OrdersWrite]);
+        assert_eq!(writer.may_check_out_order(Some("bob")), Ok(()));
+        assert_eq!(writer.checkout_customer("bob"), Ok("bob".into()));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub enum Refusal {
     /// A fully refunded order is closed.
     #[error("the order is refunded")]
     Refunded,
+    /// Only an unpaid order can be checked out.
+    #[error("the order cannot take a payment")]
+    NotPayable,
 }
 
 impl Refusal {
@@ -88,6 +91,7 @@ impl Refusal {
             Refusal::AlreadyFulfilled => "ORDER_ALREADY_FULFILLED",
             Refusal::Cancelled => "ORDER_CANCELLED",
             Refusal::Refunded => "ORDER_REFUNDED",
+            Refusal::NotPayable => "ORDER_NOT_PAYABLE",
         }
     }
 }
@@ -119,6 +123,19 @@ impl OrderState {
             PendingPayment | PaymentProcessing | PaymentFailed => Err(Refusal::NotPaid),
             Cancelled => Err(Refusal::Cancelled),
             Refunded => Err(Refusal::Refunded),
+        }
+    }
+
+    /// Checkout: a payment may start while nothing is paid and nothing is
+    /// in flight (after a failed payment the customer may try again).
+    pub fn checkout(self) -> Result<(), Refusal> {
+        use OrderState::*;
+        match self {
+            PendingPayment | PaymentFailed => Ok(()),
+            PaymentProcessing => Err(Refusal::PaymentProcessing),
+            Cancelled => Err(Refusal::Cancelled),
+            Refunded => Err(Refusal::Refunded),
+            Paid | PartiallyRefunded | Fulfilled => Err(Refusal::NotPayable),
         }
     }
 
@@ -182,6 +199,24 @@ impl fmt::Display for OrderState {
 mod tests {
     use super::OrderState::*;
     use super::*;
+
+    #[test]
+    fn checkout_in_every_state() {
+        let table = [
+            (PendingPayment, Ok(())),
+            (PaymentProcessing, Err(Refusal::PaymentProcessing)),
+            (PaymentFailed, Ok(())),
+            (Paid, Err(Refusal::NotPayable)),
+            (Fulfilled, Err(Refusal::NotPayable)),
+            (Cancelled, Err(Refusal::Cancelled)),
+            (PartiallyRefunded, Err(Refusal::NotPayable)),
+            (Refunded, Err(Refusal::Refunded)),
+        ];
+        assert_eq!(table.len(), ALL_STATES.len());
+        for (state, expected) in table {
+            assert_eq!(state.checkout(), expected, "{state:?}");
+        }
+    }
 
     /// The whole table, written out once so a change to the rules is a
     /// deliberate edit here.

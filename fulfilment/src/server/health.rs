@@ -20,11 +20,12 @@ use crate::storage::Database;
 pub const LIVENESS: &str = "liveness";
 
 /// The services whose status follows readiness.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "",
     "fulfil.v1.OrderService",
     "fulfil.v1.PaymentEventService",
     "fulfil.v1.EntitlementService",
+    "fulfil.v1.CheckoutService",
 ];
 
 /// How often the database is checked, and how long a check may take.

@@ -1,6 +1,6 @@
 //! Assembling and running the servers of one fulfilment process:
 //!
-//! - the API listener: OrderService, EntitlementService, grpc.health.v1 and
+//! - the API listener: OrderService, CheckoutService, EntitlementService, grpc.health.v1 and
 //!   reflection, plus gRPC-Web behind CORS for browsers;
 //! - the ingest listener, if configured: PaymentEventService (the adapter's
 //!   entry point) apart from the public API, so a network policy can let
@@ -20,6 +20,7 @@ pub mod tls;
 use std::future::Future;
 use std::time::Duration;
 
+use fulfil_proto::v1::checkout_service_server::CheckoutServiceServer;
 use fulfil_proto::v1::entitlement_service_server::EntitlementServiceServer;
 use fulfil_proto::v1::order_service_server::OrderServiceServer;
 use fulfil_proto::v1::payment_event_service_server::PaymentEventServiceServer;
@@ -27,8 +28,9 @@ use fulfil_telemetry::listener::{BoundedListener, Timeouts};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{EntitlementApi, OrderApi, PaymentEventApi};
+use crate::api::{CheckoutApi, EntitlementApi, OrderApi, PaymentEventApi};
 use crate::auth::AuthLayer;
+use crate::checkout::Checkouts;
 use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::storage::{self, Database, DatabaseConfig, StorageError, WriterConfig};
 use crate::stream::{Hub, StreamConfig};
@@ -96,6 +98,8 @@ pub struct ServeOptions {
     pub connections: ConnectionLimits,
     /// The largest gRPC message received or sent by Fulfil's services.
     pub max_message: MessageLimit,
+    /// Checkout (Stripe, the catalogue). Default: not configured.
+    pub checkout: crate::checkout::CheckoutSetup,
 }
 
 /// How many connections a gRPC listener keeps, and how long a silent one.
@@ -218,6 +222,10 @@ pub async fn serve(
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(catalogue) = &options.checkout.catalogue {
+        catalogue.reload_on_sighup();
+    }
+    let checkouts = Checkouts::new(db.clone(), options.checkout.clone());
 
     let (reflection_v1, reflection_v1alpha) = reflection()?;
     let api = builder(&options)
@@ -232,7 +240,12 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            OrderServiceServer::new(OrderApi::new(hub.clone()))
+            OrderServiceServer::new(OrderApi::new(hub.clone()).with_checkouts(checkouts.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            CheckoutServiceServer::new(CheckoutApi::new(checkouts))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )

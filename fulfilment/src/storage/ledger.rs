@@ -78,6 +78,28 @@ pub(crate) async fn orders_of_payments(
         let order: String = row.try_get("", "order_id")?;
         found.entry(payment).or_insert(order);
     }
+    // Payments Fulfil started itself (checkout) are known before any event
+    // arrives: an event naming only the PaymentIntent still finds its order.
+    let unknown: Vec<String> = payment_refs
+        .iter()
+        .filter(|p| !found.contains_key(*p))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        let mut params = Params::new(ctx.backend());
+        let filter = params.any_text("provider_payment_id", &unknown);
+        let rows = ctx
+            .txn
+            .query_all_raw(params.statement(format!(
+                "SELECT provider_payment_id, order_id FROM checkout_attempts WHERE {filter}"
+            )))
+            .await?;
+        for row in rows {
+            let payment: String = row.try_get("", "provider_payment_id")?;
+            let order: String = row.try_get("", "order_id")?;
+            found.entry(payment).or_insert(order);
+        }
+    }
     Ok(found)
 }
 

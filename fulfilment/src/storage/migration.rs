@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002PaymentEvents),
             Box::new(M0003FeedHorizon),
             Box::new(M0004IncrementalSummary),
+            Box::new(M0005Checkout),
         ]
     }
 }
@@ -296,5 +297,71 @@ impl MigrationTrait for M0004IncrementalSummary {
             columns.into_iter().chain(indexes).collect()
         };
         run_all(manager, &chain(sqlite), &chain(postgres)).await
+    }
+}
+
+/// Checkout: payment attempts started at providers, and the provider's
+/// customer of each Fulfil customer.
+///
+/// The database decides every race: `UNIQUE (order_id, attempt)` and the
+/// partial unique index allow one OPEN attempt per order, `UNIQUE
+/// (provider_payment_id)` one attempt per provider payment, and the primary
+/// key of `provider_customers` one provider customer per Fulfil customer.
+/// The CHECKs keep the text columns to the values of their Rust enums.
+struct M0005Checkout;
+
+impl MigrationName for M0005Checkout {
+    fn name(&self) -> &str {
+        "m0005_checkout"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005Checkout {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let table = |id: &str, int: &str| {
+            format!(
+                "CREATE TABLE checkout_attempts (
+                    id {id},
+                    order_id TEXT NOT NULL REFERENCES orders (order_id),
+                    attempt {int} NOT NULL CHECK (attempt >= 1),
+                    customer_id TEXT NOT NULL,
+                    provider TEXT NOT NULL CHECK (provider IN ('stripe', 'paypal')),
+                    flow TEXT NOT NULL
+                        CHECK (flow IN ('STRIPE_PAYMENT_SHEET', 'STRIPE_CHECKOUT_SESSION', 'PAYPAL_ORDER')),
+                    state TEXT NOT NULL CHECK (state IN ('OPEN', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+                    provider_payment_id TEXT UNIQUE,
+                    create_time {int} NOT NULL,
+                    update_time {int} NOT NULL,
+                    UNIQUE (order_id, attempt)
+                )"
+            )
+        };
+        let customers = |int: &str| {
+            format!(
+                "CREATE TABLE provider_customers (
+                    customer_id TEXT NOT NULL,
+                    provider TEXT NOT NULL CHECK (provider IN ('stripe', 'paypal')),
+                    provider_customer_id TEXT NOT NULL,
+                    create_time {int} NOT NULL,
+                    PRIMARY KEY (customer_id, provider)
+                )"
+            )
+        };
+        let open = "CREATE UNIQUE INDEX checkout_attempts_one_open ON checkout_attempts (order_id)
+                WHERE state = 'OPEN'";
+        let sqlite = [
+            table("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+            customers("INTEGER"),
+            open.to_owned(),
+        ];
+        let postgres = [
+            table("BIGSERIAL PRIMARY KEY", "BIGINT"),
+            customers("BIGINT"),
+            open.to_owned(),
+        ];
+        let sqlite: Vec<&str> = sqlite.iter().map(String::as_str).collect();
+        let postgres: Vec<&str> = postgres.iter().map(String::as_str).collect();
+        run_all(manager, &sqlite, &postgres).await
     }
 }

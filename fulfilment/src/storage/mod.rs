@@ -5,6 +5,7 @@
 //! transaction (group commit) and answers each caller only after the commit.
 
 mod bulk;
+mod checkout;
 mod checkpoint;
 mod entitlements;
 pub mod entity;
@@ -27,6 +28,9 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 
+pub use checkout::{
+    Attempt, ClaimAttempt, Claimed, EndAttempt, RecordProviderPayment, SaveProviderCustomer,
+};
 pub use error::StorageError;
 pub use feed::{FEED_CHANNEL, FeedEntry, PruneFeed};
 pub use migration::Migrator;

@@ -248,6 +248,9 @@ async fn change_state(change: &ChangeState, ctx: &mut Ctx<'_>) -> Result<Order, 
         Command::Cancel { reason } => {
             updated.cancel_time = Some(ctx.now.0);
             updated.cancel_reason = reason.clone();
+            // A cancelled order has no open payment: a checkout racing
+            // this cancel finds its attempt ended and cancels its payment.
+            super::checkout::cancel_open(ctx, &row.order_id).await?;
         }
         Command::Fulfil => updated.fulfil_time = Some(ctx.now.0),
     }

@@ -12,6 +12,7 @@ pub mod security;
 
 use std::time::Duration;
 
+use fulfil_proto::v1::checkout_service_client::CheckoutServiceClient;
 use fulfil_proto::v1::entitlement_service_client::EntitlementServiceClient;
 use fulfil_proto::v1::order_service_client::OrderServiceClient;
 use fulfil_proto::v1::payment_event::Kind;
@@ -47,10 +48,13 @@ pub struct Security {
     /// TLS of the test clients (their `events` client uses the ingest
     /// listener when there is one).
     pub client_tls: Option<ClientTlsConfig>,
+    /// Checkout (default: not configured).
+    pub checkout: fulfilment::checkout::CheckoutSetup,
 }
 
 pub struct TestApp {
     pub client: OrderServiceClient<Channel>,
+    pub checkout: CheckoutServiceClient<Channel>,
     pub events: PaymentEventServiceClient<Channel>,
     pub entitlements: EntitlementServiceClient<Channel>,
     pub addr: std::net::SocketAddr,
@@ -253,6 +257,7 @@ impl TestApp {
                     cors_origins: vec!["http://app.example".to_owned()],
                     tls: security.tls,
                     auth: security.auth,
+                    checkout: security.checkout,
                     ..Default::default()
                 },
                 async move {
@@ -273,6 +278,7 @@ impl TestApp {
         };
         TestApp {
             client: OrderServiceClient::new(channel.clone()),
+            checkout: CheckoutServiceClient::new(channel.clone()),
             events: PaymentEventServiceClient::new(events),
             entitlements: EntitlementServiceClient::new(channel),
             addr,
