@@ -166,10 +166,16 @@ impl Principal {
     /// customer's order and a missing one, so it cannot learn which order
     /// ids exist (AIP-211); readers then see NOT_FOUND for a missing order.
     pub fn may_read_order(&self, owner: Option<&str>) -> Result<(), AuthError> {
+        self.may_use_order(owner, Scope::OrdersRead)
+    }
+
+    /// An app client may use its own orders only (refused for a missing
+    /// one as well); services need `scope`.
+    fn may_use_order(&self, owner: Option<&str>, scope: Scope) -> Result<(), AuthError> {
         match &self.caller {
             Caller::Customer(me) if owner == Some(me.as_str()) => Ok(()),
             Caller::Customer(_) => Err(AuthError::CustomerMismatch),
-            Caller::Anyone | Caller::Service { .. } => self.require(Scope::OrdersRead),
+            Caller::Anyone | Caller::Service { .. } => self.require(scope),
         }
     }
 
@@ -192,11 +198,7 @@ impl Principal {
     /// it does not exist): an app client only its own orders (refused for a
     /// missing one, as for reads); services need `orders:write`.
     pub fn may_check_out_order(&self, owner: Option<&str>) -> Result<(), AuthError> {
-        match &self.caller {
-            Caller::Customer(me) if owner == Some(me.as_str()) => Ok(()),
-            Caller::Customer(_) => Err(AuthError::CustomerMismatch),
-            Caller::Anyone | Caller::Service { .. } => self.require(Scope::OrdersWrite),
-        }
+        self.may_use_order(owner, Scope::OrdersWrite)
     }
 
     /// The customer a checkout of catalogue items is for, given the
